@@ -1,0 +1,59 @@
+"""Where the code runs: versions, device and data directory, printed by every chapter."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+__all__ = ["about", "data_dir", "package_versions", "default_device"]
+
+DATA_DIR_ENV = "SLICEMRI_DATA"
+
+
+def data_dir(path: str | os.PathLike | None = None) -> Path:
+    """Return the data directory: ``path`` if given, else ``$SLICEMRI_DATA``, else ``~/slicemri_data``.
+
+    The directory is created if it does not exist.
+    """
+    if path is None:
+        path = os.environ.get(DATA_DIR_ENV) or Path.home() / "slicemri_data"
+    path = Path(path).expanduser()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def default_device() -> str:
+    """``"cuda"`` when a CUDA GPU is usable, else ``"cpu"``."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages whose behaviour changes results."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    names = ["slicemri-lite", "torch", "torchvision", "timm", "numpy", "nibabel", "nilearn"]
+    versions = {"python": platform.python_version()}
+    for name in names:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def about() -> str:
+    """One printable paragraph: versions, device (with the GPU's name) and CPU threads."""
+    import torch
+
+    device = default_device()
+    if device == "cuda":
+        device = f"cuda ({torch.cuda.get_device_name(0)})"
+    versions = ", ".join(f"{k} {v}" for k, v in package_versions().items())
+    return (
+        f"{versions}\n"
+        f"device: {device}; torch CPU threads: {torch.get_num_threads()}; "
+        f"data dir: {data_dir()}"
+    )

@@ -1,0 +1,32 @@
+"""Shared fixtures: chapters executed once per session at PROFILE="smoke"."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from notebook_tools import EXECUTED, ROOT, execute_notebook  # noqa: E402
+
+# Smoke cohorts are cached here so chapters and tests share them; nothing is downloaded.
+os.environ.setdefault("SLICEMRI_DATA", str(ROOT / "_build" / "test-data"))
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+_executed: dict[str, object] = {}
+
+
+@pytest.fixture(scope="session")
+def executed_chapter():
+    """Return a function that executes a chapter (once per session) and returns the notebook."""
+
+    def run(stem: str):
+        if stem not in _executed:
+            path = ROOT / "book" / f"{stem}.ipynb"
+            _executed[stem] = execute_notebook(path, EXECUTED / "book", {"PROFILE": "smoke"})
+        return _executed[stem]
+
+    return run
