@@ -13,7 +13,6 @@ else
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 endif
 PROFILE ?= auto
-export MPLBACKEND := Agg
 
 .PHONY: help env data book test test-fast lint format strip clean
 

@@ -14,7 +14,6 @@ from notebook_tools import EXECUTED, ROOT, execute_notebook  # noqa: E402
 
 # Smoke cohorts are cached here so chapters and tests share them; nothing is downloaded.
 os.environ.setdefault("SLICEMRI_DATA", str(ROOT / "_build" / "test-data"))
-os.environ.setdefault("MPLBACKEND", "Agg")
 
 _executed: dict[str, object] = {}
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import nbformat
@@ -28,23 +27,15 @@ def execute_notebook(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     output = out_dir / path.name
-    env_backup = os.environ.get("MPLBACKEND")
-    os.environ["MPLBACKEND"] = "Agg"
-    try:
-        papermill.execute_notebook(
-            str(path),
-            str(output),
-            parameters=parameters or {},
-            kernel_name="python3",
-            cwd=str(path.parent),
-            progress_bar=False,
-            log_output=False,
-        )
-    finally:
-        if env_backup is None:
-            os.environ.pop("MPLBACKEND", None)
-        else:
-            os.environ["MPLBACKEND"] = env_backup
+    papermill.execute_notebook(
+        str(path),
+        str(output),
+        parameters=parameters or {},
+        kernel_name="python3",
+        cwd=str(path.parent),
+        progress_bar=False,
+        log_output=False,
+    )
     return nbformat.read(output, as_version=4)
 
 
