@@ -1,0 +1,163 @@
+"""SliceSetNet and Conv3DNet: shapes, set symmetries, attention, validation."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from slicemri_lite.models import AGGREGATIONS, AXES, POSITIONS, Conv3DNet, SliceSetNet
+
+SHAPE = (18, 22, 20)  # tiny volumes: X, Y, Z differ so axis mix-ups show
+ENCODERS = ["scratch", "resnet18", "resnet34", "resnet50", "efficientnet_lite0",
+            "timm:mobilenetv3_small_050"]  # fmt: skip
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models gain nothing from threads, and on a shared machine threads spin-wait."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _volumes(b: int = 2, seed: int = 0) -> torch.Tensor:
+    return torch.randn(b, 1, *SHAPE, generator=torch.Generator().manual_seed(seed))
+
+
+def _net(**kwargs) -> SliceSetNet:
+    torch.manual_seed(0)
+    kwargs = {"encoder": "scratch", "pretrained": False, "volume_shape": SHAPE, **kwargs}
+    return SliceSetNet(**kwargs).eval()
+
+
+@pytest.mark.parametrize(
+    ("encoder", "axis"), [(e, "coronal") for e in ENCODERS] + [("resnet18", "axial")]
+)
+def test_every_encoder(encoder, axis):
+    """Every encoder (random init) on non-square slices; axes are covered below with 'scratch'."""
+    model = _net(encoder=encoder, axis=axis, aggregation="attention", embed_dim=32, n_outputs=3)
+    x = _volumes()
+    n_slices = SHAPE[AXES.index(axis)]
+    with torch.no_grad():
+        assert model(x).shape == (2, 3)
+        assert model.encode_slices(x).shape == (2, n_slices, 32)
+        assert torch.isfinite(model(x)).all()
+
+
+def test_pretrained_lite0_slice_set_runs_offline():
+    model = _net(encoder="efficientnet_lite0", pretrained=True, embed_dim=16)
+    with torch.no_grad():
+        out = model(_volumes())
+    assert out.shape == (2, 1) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize(
+    ("axis", "position", "aggregation"), list(itertools.product(AXES, POSITIONS, AGGREGATIONS))
+)
+def test_every_axis_position_aggregation(axis, position, aggregation):
+    model = _net(axis=axis, position=position, aggregation=aggregation, embed_dim=16)
+    with torch.no_grad():
+        assert model(_volumes()).shape == (2, 1)
+
+
+def test_slices_are_cut_along_the_named_axis():
+    model = _net(axis="coronal")
+    x = _volumes(1)
+    slices = model.to_slices(x)  # (S, 1, X, Z)
+    assert slices.shape == (SHAPE[1], 1, SHAPE[0], SHAPE[2])
+    torch.testing.assert_close(slices[7, 0], x[0, 0, :, 7, :])
+
+
+def _shuffle(x: torch.Tensor, axis: str, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    dim = 2 + AXES.index(axis)
+    perm = torch.randperm(x.shape[dim], generator=torch.Generator().manual_seed(seed))
+    return x.index_select(dim, perm), perm
+
+
+@pytest.mark.parametrize("aggregation", AGGREGATIONS)
+def test_without_position_the_output_ignores_slice_order(aggregation):
+    model = _net(position="none", aggregation=aggregation)
+    if model.pool is not None:  # a non-zero query, so attention is not plain averaging
+        torch.nn.init.normal_(model.pool.query)
+    x = _volumes()
+    shuffled, _ = _shuffle(x, "sagittal")
+    with torch.no_grad():
+        torch.testing.assert_close(model(shuffled), model(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("position", ["learned", "sinusoidal"])
+def test_position_embeddings_make_the_output_depend_on_order(position):
+    model = _net(position=position, aggregation="mean")
+    if position == "learned":
+        torch.nn.init.normal_(model.position_embedding.weight)
+    x = _volumes()
+    shuffled, _ = _shuffle(x, "sagittal")
+    with torch.no_grad():
+        assert (model(shuffled) - model(x)).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("axis", AXES)
+def test_encode_slices_is_equivariant_to_slice_order(axis):
+    model = _net(axis=axis)
+    x = _volumes()
+    shuffled, perm = _shuffle(x, axis)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            model.encode_slices(shuffled), model.encode_slices(x)[:, perm], rtol=1e-5, atol=1e-5
+        )
+
+
+def test_attention_weights_are_a_distribution_over_slices():
+    model = _net(aggregation="attention", axis="axial")
+    torch.nn.init.normal_(model.pool.query)
+    with torch.no_grad():
+        weights = model.slice_attention(_volumes(3))
+    assert weights.shape == (3, SHAPE[2])
+    assert (weights >= 0).all()
+    torch.testing.assert_close(weights.sum(1), torch.ones(3))
+    assert weights.std() > 0  # a learned query, not uniform
+
+
+def test_slice_attention_needs_attention_pooling():
+    with pytest.raises(ValueError, match="aggregation='attention'"):
+        _net(aggregation="mean").slice_attention(_volumes())
+
+
+def test_regression_output_starts_at_the_target_mean():
+    model = _net()
+    model.target_mean.fill_(60.0)
+    model.target_std.fill_(15.0)
+    torch.nn.init.zeros_(model.head[1].weight)
+    with torch.no_grad():
+        torch.testing.assert_close(model(_volumes()), torch.full((2, 1), 60.0))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"axis": "foo"}, r"'axis' must be one of \['sagittal', 'coronal', 'axial'\]; 'foo'"),
+        ({"position": "rope"}, r"'position' must be one of \['none', 'learned', 'sinusoidal'\]"),
+        ({"aggregation": "sum"}, r"'aggregation' must be one of \['mean', 'max', 'attention'\]"),
+        ({"encoder": "vgg16"}, r"'encoder' must be one of"),
+    ],
+)
+def test_invalid_choices_say_what_is_allowed(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        _net(**kwargs)
+
+
+def test_wrong_input_shape_is_reported():
+    with pytest.raises(ValueError, match=r"input must be \(B, 1, 18, 22, 20\)"):
+        _net()(torch.zeros(1, 1, 18, 22, 21))
+
+
+def test_conv3d_baseline_shapes_and_gradients():
+    torch.manual_seed(0)
+    model = Conv3DNet(n_outputs=2, volume_shape=SHAPE, embed_dim=8, channels=(4, 8, 8, 8, 8))
+    out = model(_volumes())
+    assert out.shape == (2, 2)
+    out.sum().backward()
+    assert model.features[0].weight.grad.abs().sum() > 0

@@ -1,0 +1,180 @@
+"""fit / evaluate / predict on tiny hand-made cohorts with a planted age signal."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from slicemri_lite.data import Cohort
+from slicemri_lite.models import Conv3DNet, SliceSetNet
+from slicemri_lite.train import age_metrics, evaluate, fit, predict
+
+SHAPE = (18, 22, 20)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models gain nothing from threads, and on a shared machine threads spin-wait."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def tiny_cohort(n: int = 24, seed: int = 0) -> Cohort:
+    """Noise volumes whose central block brightens with age (and darkens with AD)."""
+    rng = np.random.default_rng(seed)
+    age = rng.uniform(20, 90, n)
+    diagnosis = np.where(np.arange(n) % 3 == 0, "AD", "CN")
+    volumes = rng.normal(0.5, 0.1, (n, *SHAPE)).astype(np.float32)
+    signal = (age - 55) / 35 - 0.5 * (diagnosis == "AD")  # (n,)
+    volumes[:, 5:13, 6:16, 5:15] += 0.3 * signal[:, None, None, None].astype(np.float32)
+    split = np.array(["train", "train", "val", "test"] * (n // 4))
+    table = pd.DataFrame(
+        {
+            "participant_id": [f"sub-{i:02d}" for i in range(n)],
+            "age": age,
+            "sex": "F",
+            "diagnosis": diagnosis,
+            "split": split,
+        }  # fmt: skip
+    )
+    return Cohort(volumes=volumes, table=table, affine=np.eye(4))
+
+
+def scratch_net(seed: int = 0, **kwargs) -> SliceSetNet:
+    torch.manual_seed(seed)
+    return SliceSetNet("scratch", pretrained=False, volume_shape=SHAPE, embed_dim=16, **kwargs)
+
+
+QUIET = {"progress": False, "device": "cpu"}
+
+
+def _same_run(a, b) -> None:
+    cols = [c for c in a.history.columns if c != "seconds"]
+    pd.testing.assert_frame_equal(a.history[cols], b.history[cols], check_exact=False, rtol=1e-5)
+    assert a.metrics.keys() == b.metrics.keys()
+    for key in a.metrics:
+        assert a.metrics[key] == pytest.approx(b.metrics[key], rel=1e-5, nan_ok=True)
+
+
+def test_loss_falls_when_overfitting_eight_volumes():
+    cohort = tiny_cohort(8)
+    cohort.table["split"] = ["train"] * 6 + ["val", "test"]
+    result = fit(scratch_net(), cohort, epochs=12, batch_size=2, lr=3e-4, patience=None, **QUIET)
+    losses = result.history["train_loss"].to_numpy()
+    assert len(losses) == 12 and np.isfinite(losses).all()
+    assert losses[-3:].mean() < 0.5 * losses[:2].mean()
+
+
+def test_training_beats_the_training_mean_and_predicts_years():
+    cohort = tiny_cohort(32)
+    model = scratch_net()
+    result = fit(model, cohort, epochs=12, batch_size=4, lr=3e-4, patience=None, **QUIET)
+    test = cohort.table[cohort.table["split"] == "test"]
+    train_mean = cohort.table.loc[cohort.table["split"] == "train", "age"].mean()
+    mean_mae = np.abs(test["age"] - train_mean).mean()
+    predicted = predict(model, cohort, "test", device="cpu")
+    assert predicted.shape == (len(test),)
+    assert result.metrics["test_mae"] < 0.8 * mean_mae
+    assert evaluate(model, cohort, "test", "age", device="cpu") == pytest.approx(
+        age_metrics(test["age"].to_numpy(), predicted)
+    )
+    assert float(model.target_mean) == pytest.approx(train_mean, rel=1e-5)
+    assert set(result.history.columns) >= {"epoch", "train_loss", "val_loss", "val_mae", "lr"}
+
+
+def test_cpu_training_is_deterministic_under_a_seed():
+    cohort = tiny_cohort(16)
+    a = fit(scratch_net(), cohort, epochs=3, batch_size=4, seed=3, **QUIET)
+    b = fit(scratch_net(), cohort, epochs=3, batch_size=4, seed=3, **QUIET)
+    _same_run(a, b)
+    for key, value in a.best_state.items():
+        torch.testing.assert_close(value, b.best_state[key], rtol=0, atol=0)
+
+
+def test_a_resumed_run_ends_like_an_uninterrupted_one(tmp_path):
+    cohort = tiny_cohort(16)
+    settings = {"epochs": 4, "batch_size": 4, "patience": None, **QUIET}
+    full = fit(scratch_net(), cohort, checkpoint=tmp_path / "full.pt", **settings)
+
+    def crash_after_two(row):
+        if row["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    path = tmp_path / "resumed.pt"
+    with pytest.raises(KeyboardInterrupt):
+        fit(scratch_net(), cohort, checkpoint=path, callback=crash_after_two, **settings)
+    # A differently initialised model: everything must come from the checkpoint.
+    resumed = fit(scratch_net(seed=9), cohort, checkpoint=path, **settings)
+    _same_run(full, resumed)
+    assert list(resumed.history["epoch"]) == [1, 2, 3, 4]
+
+
+def test_a_checkpoint_from_another_run_is_refused(tmp_path):
+    cohort = tiny_cohort(16)
+    path = tmp_path / "run.pt"
+    fit(scratch_net(), cohort, epochs=1, batch_size=4, checkpoint=path, **QUIET)
+    with pytest.raises(ValueError, match="different run"):
+        fit(scratch_net(), cohort, epochs=1, batch_size=4, lr=0.1, checkpoint=path, **QUIET)
+
+
+def test_cached_features_train_like_a_frozen_encoder():
+    cohort = tiny_cohort(16)
+
+    def net():
+        torch.manual_seed(0)  # a batch-norm encoder: eval mode must be kept while frozen
+        return SliceSetNet("timm:mobilenetv3_small_050", pretrained=False, volume_shape=SHAPE,
+                           embed_dim=16, aggregation="attention")  # fmt: skip
+
+    settings = {"epochs": 3, "batch_size": 4, "freeze_encoder": True, **QUIET}
+    slow_model, fast_model = net(), net()
+    encoder_before = {k: v.clone() for k, v in slow_model.encoder.state_dict().items()}
+    slow = fit(slow_model, cohort, feature_cache=False, **settings)
+    fast = fit(fast_model, cohort, feature_cache=True, **settings)
+    _same_run(slow, fast)
+    for key, value in slow_model.encoder.state_dict().items():
+        torch.testing.assert_close(value, encoder_before[key], rtol=0, atol=0)
+
+
+def test_ad_task_gives_probabilities_and_classification_metrics():
+    cohort = tiny_cohort(16)
+    model = scratch_net()
+    result = fit(model, cohort, task="ad", epochs=2, batch_size=4, **QUIET)
+    assert {"val_auc", "val_balanced_accuracy", "test_auc"} <= set(result.metrics)
+    probability = predict(model, cohort, "test", device="cpu")
+    assert ((probability >= 0) & (probability <= 1)).all()
+    assert float(model.target_std) == 1.0 and float(model.target_mean) == 0.0
+
+
+def test_conv3d_baseline_trains():
+    torch.manual_seed(0)
+    model = Conv3DNet(volume_shape=SHAPE, embed_dim=8, channels=(4, 8, 8, 8, 8))
+    result = fit(model, tiny_cohort(16), epochs=2, batch_size=4, **QUIET)
+    assert np.isfinite(result.metrics["test_mae"])
+
+
+def test_bad_arguments_are_reported():
+    cohort = tiny_cohort(8)
+    with pytest.raises(ValueError, match=r"'task' must be one of \['age', 'ad'\]; 'sex'"):
+        fit(scratch_net(), cohort, task="sex", **QUIET)
+    with pytest.raises(ValueError, match="'freeze_encoder' needs"):
+        fit(Conv3DNet(volume_shape=SHAPE), cohort, freeze_encoder=True, **QUIET)
+    with pytest.raises(ValueError, match=r"'split' must be one of"):
+        predict(scratch_net(), cohort, split="validation", task="age")
+
+
+def test_benchmark_measures_model_and_bare_encoder_on_the_same_slices(tmp_path):
+    from slicemri_lite.bench import main
+
+    out = tmp_path / "bench.json"
+    result = main(["--device", "cpu", "--resolution", "4", "--encoder", "scratch",
+                   "--batch-size", "1", "--steps", "1", "--warmup", "0", "--out", str(out)])  # fmt: skip
+    assert out.exists() and result["slices_per_batch"] == 46
+    for mode in ("train", "inference"):
+        assert result[f"{mode}_model_volumes_per_s"] > 0
+        assert result[f"{mode}_encoder_volumes_per_s"] > 0
+        ratio = result[f"{mode}_model_volumes_per_s"] / result[f"{mode}_encoder_volumes_per_s"]
+        assert result[f"{mode}_model_over_encoder"] == pytest.approx(ratio)
