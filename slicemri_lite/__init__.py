@@ -10,13 +10,17 @@ import importlib
 
 __version__ = "0.1.0"
 
+# Public modules, imported on first attribute access (``slicemri_lite.models``).
 _SUBMODULES = (
     "data",
     "models",
     "train",
     "profiles",
     "viz",
+    "geometry",
+    "grid",
     "env",
+    "bench",
     "experiments",
 )
 

@@ -25,7 +25,9 @@ _EXTENT_MM = np.array([180.0, 216.0, 180.0])
 def check_resolution(resolution: int) -> int:
     """Return ``resolution`` as an int, or raise naming the allowed values."""
     if resolution not in RESOLUTIONS:
-        raise ValueError(f"'resolution' must be one of {list(RESOLUTIONS)}; {resolution!r} was provided.")
+        raise ValueError(
+            f"'resolution' must be one of {list(RESOLUTIONS)}; {resolution!r} was provided."
+        )
     return int(resolution)
 
 

@@ -1,0 +1,92 @@
+"""The cohort cache: exact round trip, atomic writes, refusal of damaged or half-written folders."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from data_fixtures import small_cohort
+
+from slicemri_lite import cache
+from slicemri_lite.data import CohortCacheError, load_cohort
+
+
+def test_round_trip_is_exact(tmp_path):
+    cohort = small_cohort()
+    cohort.save(tmp_path / "c")
+    loaded = load_cohort(tmp_path / "c")
+    assert isinstance(loaded.volumes, np.memmap) and not loaded.volumes.flags.writeable
+    assert loaded.volumes.dtype == cohort.volumes.dtype
+    np.testing.assert_array_equal(loaded.volumes, cohort.volumes)
+    pd.testing.assert_frame_equal(loaded.table, cohort.table, check_dtype=False)
+    np.testing.assert_array_equal(loaded.affine, cohort.affine)
+    assert sorted(loaded.effects) == ["ad", "age"]
+    np.testing.assert_array_equal(loaded.effects["age"], cohort.effects["age"])
+    assert loaded.meta["generator"] == cohort.meta["generator"]
+    in_memory = load_cohort(tmp_path / "c", mmap=False)
+    assert not isinstance(in_memory.volumes, np.memmap)
+
+
+def test_existing_folder_is_kept_unless_overwrite(tmp_path):
+    cohort = small_cohort()
+    cohort.save(tmp_path / "c")
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        cohort.save(tmp_path / "c")
+    cohort.subset([0, 1]).save(tmp_path / "c", overwrite=True)
+    assert len(load_cohort(tmp_path / "c")) == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["c"]  # no temporary folders left
+
+
+def test_failed_write_leaves_nothing_behind(tmp_path, monkeypatch):
+    def broken_dump(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(cache.json, "dump", broken_dump)
+    with pytest.raises(OSError, match="disk full"):
+        small_cohort().save(tmp_path / "c")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_half_written_folder_is_refused(tmp_path):
+    small_cohort().save(tmp_path / "c")
+    (tmp_path / "c" / "meta.json").unlink()  # as if the write stopped before its last file
+    with pytest.raises(CohortCacheError, match="meta.json is missing"):
+        load_cohort(tmp_path / "c")
+
+
+@pytest.mark.parametrize("damage", ["flip_byte", "truncate", "delete_effect", "bad_json"])
+def test_damaged_cache_is_refused_naming_the_file(tmp_path, damage):
+    folder = small_cohort().save(tmp_path / "c")
+    volumes = folder / "volumes.npy"
+    if damage == "flip_byte":
+        data = bytearray(volumes.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        volumes.write_bytes(bytes(data))
+        expected = "checksum of volumes.npy"
+    elif damage == "truncate":
+        volumes.write_bytes(volumes.read_bytes()[:1000])
+        expected = "checksum of volumes.npy"
+    elif damage == "delete_effect":
+        (folder / "effect_age.npy").unlink()
+        expected = "effect_age.npy is missing"
+    else:
+        (folder / "meta.json").write_text("{not json")
+        expected = "meta.json is damaged"
+    with pytest.raises(CohortCacheError, match=expected):
+        load_cohort(folder)
+
+
+def test_newer_format_is_refused(tmp_path):
+    folder = small_cohort().save(tmp_path / "c")
+    meta = json.loads((folder / "meta.json").read_text())
+    meta["format_version"] = 99
+    (folder / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(CohortCacheError, match="format version 99"):
+        load_cohort(folder)
+
+
+def test_missing_folder_is_refused(tmp_path):
+    with pytest.raises(CohortCacheError, match="does not exist"):
+        load_cohort(tmp_path / "nothing")
