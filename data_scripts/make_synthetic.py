@@ -1,16 +1,33 @@
-"""Build a synthetic cohort cache: ``python data_scripts/make_synthetic.py --n 400 --resolution 2 --seed 0 --out DIR``."""
+"""Build a synthetic cohort cache.
+
+Two ways to call it:
+
+- ``python data_scripts/make_synthetic.py --n 400 --resolution 2 --seed 0 --out DIR`` writes a
+  cohort cache folder ``DIR`` (which must not exist yet);
+- ``python data_scripts/make_synthetic.py --profile cpu`` builds the cohort that the book's
+  chapters open at that profile into the shared data directory (``$SLICEMRI_DATA``, else
+  ``~/slicemri_data``), or does nothing when it is already there. ``make book`` runs this.
+"""
 
 from __future__ import annotations
 
 import argparse
 import time
 
-from slicemri_lite.data import synthetic_cohort
+from slicemri_lite.data import open_cohort, synthetic_cohort
+from slicemri_lite.profiles import PROFILES, get_profile
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--n", type=int, required=True, help="number of participants")
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--profile",
+        choices=("auto", *PROFILES),
+        help="build the chapters' cohort for this profile into the shared data directory",
+    )
+    parser.add_argument("--n", type=int, help="number of participants")
     parser.add_argument(
         "--resolution", type=int, default=2, choices=(2, 4), help="grid in mm (default 2)"
     )
@@ -19,12 +36,26 @@ def main(argv: list[str] | None = None) -> None:
         "--scans-per-subject", type=int, default=1, help="repeat scans per participant"
     )
     parser.add_argument("--dtype", default="float16", choices=("float16", "float32"))
-    parser.add_argument(
-        "--out", required=True, help="cohort cache folder to create (must not exist)"
-    )
-    args = parser.parse_args(argv)
+    parser.add_argument("--out", help="cohort cache folder to create (must not exist)")
+    return parser
 
+
+def main(argv: list[str] | None = None) -> None:
+    parser = _parser()
+    args = parser.parse_args(argv)
     start = time.perf_counter()
+    if args.profile:
+        profile = get_profile(args.profile)
+        cohort = open_cohort(
+            "synthetic",
+            n_subjects=profile.n_subjects,
+            resolution=profile.resolution,
+            seed=args.seed,
+        )
+        print(f"profile {profile.name}: {cohort} ready ({time.perf_counter() - start:.1f} s)")
+        return
+    if args.n is None or args.out is None:
+        parser.error("give --profile, or both --n and --out")
     cohort = synthetic_cohort(
         args.n,
         args.seed,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from slicemri_lite.data import load_cohort, synthetic_cohort
 
@@ -28,6 +29,27 @@ def test_make_synthetic_writes_the_same_cohort_as_the_library(tmp_path, capsys):
     expected = synthetic_cohort(3, seed=7, resolution=4)
     np.testing.assert_array_equal(written.volumes, expected.volumes)
     assert "written to" in capsys.readouterr().out
+
+
+def test_make_synthetic_profile_fills_the_cache_the_chapters_open(tmp_path, monkeypatch, capsys):
+    from slicemri_lite.data import open_cohort
+    from slicemri_lite.profiles import get_profile
+
+    monkeypatch.setenv("SLICEMRI_DATA", str(tmp_path))
+    script("make_synthetic").main(["--profile", "smoke"])
+    assert "profile smoke" in capsys.readouterr().out
+    cached = sorted((tmp_path / "cohorts").iterdir())
+    assert len(cached) == 1
+    smoke = get_profile("smoke")
+    opened = open_cohort("synthetic", n_subjects=smoke.n_subjects, resolution=smoke.resolution)
+    assert len(opened) == smoke.n_subjects
+    assert sorted((tmp_path / "cohorts").iterdir()) == cached  # opened, not built again
+
+
+def test_make_synthetic_needs_a_profile_or_n_and_out(capsys):
+    with pytest.raises(SystemExit):
+        script("make_synthetic").main(["--n", "3"])
+    assert "give --profile, or both --n and --out" in capsys.readouterr().err
 
 
 def test_prepare_nifti_script_reports_bad_rows_and_fails(tmp_path, capsys):
