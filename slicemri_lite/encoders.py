@@ -116,6 +116,31 @@ def fold_first_conv(model: nn.Module, attribute: str, mean, std) -> None:
 # ---------------------------------------------------------------- the paper's small CNN
 
 
+def paper_cnn(dims: int, channels: tuple[int, ...], out_dim: int) -> nn.Sequential:
+    """The paper's conv blocks in 2D or 3D: ``(B, 1, *spatial) -> (B, out_dim)``.
+
+    Each block is conv3 -> InstanceNorm -> maxpool(2, rounding up) -> ReLU; then a 1x1 conv
+    to ``out_dim`` and a global average pool, so any input size large enough for the last
+    block's instance norm works.
+    """
+    conv, norm, pool, avg = {
+        2: (nn.Conv2d, nn.InstanceNorm2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d),
+        3: (nn.Conv3d, nn.InstanceNorm3d, nn.MaxPool3d, nn.AdaptiveAvgPool3d),
+    }[dims]
+    layers: list[nn.Module] = []
+    in_ch = 1
+    for ch in channels:
+        layers += [
+            conv(in_ch, ch, 3, padding=1),
+            norm(ch, affine=True),
+            pool(2, ceil_mode=True),
+            nn.ReLU(inplace=True),
+        ]
+        in_ch = ch
+    layers += [conv(in_ch, out_dim, 1), avg(1), nn.Flatten()]
+    return nn.Sequential(*layers)
+
+
 class ScratchEncoder(nn.Module):
     """The paper's small 2D CNN: five blocks of conv3x3 -> InstanceNorm -> maxpool -> ReLU.
 
@@ -126,18 +151,7 @@ class ScratchEncoder(nn.Module):
 
     def __init__(self, out_dim: int = 256, channels: tuple[int, ...] = (32, 64, 128, 256, 256)):
         super().__init__()
-        layers: list[nn.Module] = []
-        in_ch = 1
-        for ch in channels:
-            layers += [
-                nn.Conv2d(in_ch, ch, 3, padding=1),
-                nn.InstanceNorm2d(ch, affine=True),
-                nn.MaxPool2d(2, ceil_mode=True),
-                nn.ReLU(inplace=True),
-            ]
-            in_ch = ch
-        layers += [nn.Conv2d(in_ch, out_dim, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
-        self.net = nn.Sequential(*layers)
+        self.net = paper_cnn(2, channels, out_dim)
         self.out_dim = out_dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

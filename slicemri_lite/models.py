@@ -16,7 +16,13 @@ import math
 import torch
 from torch import nn
 
-from slicemri_lite.encoders import ENCODERS, build_encoder, check_encoder_name, classify_image
+from slicemri_lite.encoders import (
+    ENCODERS,
+    build_encoder,
+    check_encoder_name,
+    classify_image,
+    paper_cnn,
+)
 
 __all__ = [
     "SliceSetNet",
@@ -209,18 +215,7 @@ class Conv3DNet(_TargetScaled):
     ):
         super().__init__()
         self.volume_shape = tuple(volume_shape)
-        layers: list[nn.Module] = []
-        in_ch = 1
-        for ch in channels:
-            layers += [
-                nn.Conv3d(in_ch, ch, 3, padding=1),
-                nn.InstanceNorm3d(ch, affine=True),
-                nn.MaxPool3d(2, ceil_mode=True),
-                nn.ReLU(inplace=True),
-            ]
-            in_ch = ch
-        layers += [nn.Conv3d(in_ch, embed_dim, 1), nn.AdaptiveAvgPool3d(1), nn.Flatten()]
-        self.features = nn.Sequential(*layers)
+        self.features = paper_cnn(3, channels, embed_dim)
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(embed_dim, n_outputs))
         nn.init.zeros_(self.head[1].bias)
         self._init_target_buffers(n_outputs)

@@ -18,6 +18,20 @@ os.environ.setdefault("SLICEMRI_DATA", str(ROOT / "_build" / "test-data"))
 _executed: dict[str, object] = {}
 
 
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """Unit tests use tiny models that gain nothing from threads (which spin-wait on a busy machine).
+
+    Chapters run in their own kernels and keep torch's default.
+    """
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="session")
 def executed_chapter():
     """Return a function that executes a chapter (once per session) and returns the notebook."""

@@ -18,15 +18,6 @@ from slicemri_lite.encoders import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from threads, and on a shared machine threads spin-wait."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _normalised_rgb(x: torch.Tensor, mean, std) -> torch.Tensor:
     """``(N, 1, H, W)`` -> the slice repeated over 3 channels and normalised per channel."""
     m, s = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)

@@ -14,15 +14,6 @@ ENCODERS = ["scratch", "resnet18", "resnet34", "resnet50", "efficientnet_lite0",
             "timm:mobilenetv3_small_050"]  # fmt: skip
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from threads, and on a shared machine threads spin-wait."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _volumes(b: int = 2, seed: int = 0) -> torch.Tensor:
     return torch.randn(b, 1, *SHAPE, generator=torch.Generator().manual_seed(seed))
 

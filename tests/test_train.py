@@ -14,15 +14,6 @@ from slicemri_lite.train import age_metrics, evaluate, fit, predict
 SHAPE = (18, 22, 20)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from threads, and on a shared machine threads spin-wait."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def tiny_cohort(n: int = 24, seed: int = 0) -> Cohort:
     """Noise volumes whose central block brightens with age (and darkens with AD)."""
     rng = np.random.default_rng(seed)
