@@ -1,0 +1,238 @@
+"""Comparing runs over seeds: means with t-based 95% intervals, paired differences, plots.
+
+Everything here reads the results table that ``slicemri_lite.experiments`` writes (one
+row per run with ``model``, ``encoder``, ``init``, ``mode``, ``train_size``, ``seed``,
+the metrics and ``status``); only rows with ``status == "ok"`` count.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "CONFIG_KEYS",
+    "describe_difference",
+    "flat_runs",
+    "init_differences",
+    "paired_difference",
+    "plot_predicted_vs_true",
+    "plot_sample_efficiency",
+    "run_label",
+    "summarize",
+    "t_interval",
+]
+
+CONFIG_KEYS = ["model", "encoder", "init", "mode"]
+LOWER_IS_BETTER = ("mae", "rmse")
+
+
+def run_label(model: str, encoder: str = "-", init: str = "-", mode: str = "-") -> str:
+    """A short name for a configuration, e.g. ``"efficientnet_lite0 imagenet frozen"``."""
+    if model != "sliceset":
+        return model
+    init = "" if encoder == "scratch" else f" {init}"
+    return f"{encoder}{init} {mode}"
+
+
+def _labels(frame: pd.DataFrame) -> pd.Series:
+    return pd.Series(
+        [run_label(*values) for values in frame[CONFIG_KEYS].itertuples(index=False)],
+        index=frame.index,
+        dtype=object,
+    )
+
+
+def t_interval(values, confidence: float = 0.95) -> tuple[float, float, float]:
+    """Mean and the two-sided t-based confidence interval of the mean.
+
+    Non-finite values are ignored; with fewer than two values the bounds are NaN.
+    """
+    from scipy import stats
+
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return float("nan"), float("nan"), float("nan")
+    mean = float(values.mean())
+    if values.size < 2:
+        return mean, float("nan"), float("nan")
+    t = stats.t.ppf(0.5 + confidence / 2, values.size - 1)
+    half = t * values.std(ddof=1) / np.sqrt(values.size)
+    return mean, float(mean - half), float(mean + half)
+
+
+def summarize(results: pd.DataFrame, metric: str = "mae") -> pd.DataFrame:
+    """Mean and 95% CI of ``metric`` over seeds, per configuration and training size."""
+    ok = results[results["status"] == "ok"]
+    rows = []
+    for key, group in ok.groupby([*CONFIG_KEYS, "train_size"], sort=False):
+        mean, low, high = t_interval(group[metric])
+        rows.append(
+            {
+                "label": run_label(*key[:4]),
+                **dict(zip([*CONFIG_KEYS, "train_size"], key, strict=True)),
+                "n_seeds": len(group),
+                metric: mean,
+                "ci_low": low,
+                "ci_high": high,
+            }
+        )
+    columns = ["label", *CONFIG_KEYS, "train_size", "n_seeds", metric, "ci_low", "ci_high"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _select(results: pd.DataFrame, label: str) -> pd.DataFrame:
+    return results[(_labels(results) == label) & (results["status"] == "ok")]
+
+
+def paired_difference(results: pd.DataFrame, a: str, b: str, metric: str = "mae") -> pd.DataFrame:
+    """``a`` minus ``b`` (run labels) in ``metric``, paired by training size and seed.
+
+    Pairs share their training subjects and seed, so differences between subsets cancel.
+    For MAE a negative difference means ``a`` is better. ``verdict`` names the better one
+    when the 95% interval excludes zero, says "within noise" when it doesn't, and
+    "too few seeds" with fewer than two pairs.
+    """
+    keys = ["train_size", "seed"]
+    merged = _select(results, a)[[*keys, metric]].merge(
+        _select(results, b)[[*keys, metric]], on=keys, suffixes=("_a", "_b")
+    )
+    rows = []
+    for size, group in merged.groupby("train_size"):
+        mean, low, high = t_interval(group[f"{metric}_a"] - group[f"{metric}_b"])
+        rows.append(
+            {
+                "a": a,
+                "b": b,
+                "train_size": size,
+                "n_pairs": len(group),
+                "difference": mean,
+                "ci_low": low,
+                "ci_high": high,
+                "verdict": _verdict(low, high, a, b, metric),
+            }
+        )
+    columns = ["a", "b", "train_size", "n_pairs", "difference", "ci_low", "ci_high", "verdict"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _verdict(low: float, high: float, a: str, b: str, metric: str) -> str:
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return "too few seeds"
+    a_lower = high < 0
+    if a_lower or low > 0:
+        lower, higher = (a, b) if a_lower else (b, a)
+        return f"{lower if metric in LOWER_IS_BETTER else higher} better"
+    return "within noise"
+
+
+def init_differences(results: pd.DataFrame, metric: str = "mae") -> pd.DataFrame:
+    """ImageNet minus random initialisation for every slice encoder and mode that has both."""
+    ok = results[(results["status"] == "ok") & (results["model"] == "sliceset")]
+    frames = []
+    for (encoder, mode), group in ok.groupby(["encoder", "mode"], sort=False):
+        if {"imagenet", "random"} <= set(group["init"]):
+            a, b = (run_label("sliceset", encoder, init, mode) for init in ("imagenet", "random"))
+            frames.append(paired_difference(results, a, b, metric))
+    if not frames:
+        return paired_difference(results.iloc[:0], "", "", metric)
+    return pd.concat(frames, ignore_index=True)
+
+
+def describe_difference(row: pd.Series, metric: str = "mae") -> str:
+    """One sentence for a ``paired_difference`` row, with its interval and verdict."""
+    size = f"{int(row['train_size'])} training subjects"
+    if row["verdict"] == "too few seeds":
+        return (
+            f"With {size}, {row['a']} minus {row['b']} is {row['difference']:+.2f} years "
+            f"{metric.upper()} from {int(row['n_pairs'])} seed(s): too few seeds for an interval."
+        )
+    verdict = (
+        "the interval includes zero, so the difference is within noise"
+        if row["verdict"] == "within noise"
+        else f"the interval excludes zero: {row['verdict']}"
+    )
+    return (
+        f"With {size}, {row['a']} minus {row['b']} is {row['difference']:+.2f} years "
+        f"{metric.upper()} (95% CI {row['ci_low']:+.2f} to {row['ci_high']:+.2f}, "
+        f"{int(row['n_pairs'])} seeds); {verdict}."
+    )
+
+
+def flat_runs(predictions: pd.DataFrame, ratio: float = 0.1) -> pd.DataFrame:
+    """Configurations whose runs predict nearly one age for everyone.
+
+    A run is *flat* when the spread (standard deviation) of its test predictions is below
+    ``ratio`` times the spread of the true test ages: it has learnt little beyond the
+    training mean, whatever its MAE. Returns ``label``, ``train_size``, ``n_runs`` and
+    ``n_flat`` for every configuration and size with at least one flat run.
+    """
+    keys = [*CONFIG_KEYS, "train_size", "seed"]
+    spread = predictions.groupby(keys, sort=False).agg(
+        predicted=("predicted", "std"), age=("age", "std")
+    )
+    spread["flat"] = spread["predicted"] < ratio * spread["age"]
+    per_config = spread.groupby([*CONFIG_KEYS, "train_size"], sort=False)["flat"].agg(
+        n_runs="size", n_flat="sum"
+    )
+    per_config = per_config[per_config["n_flat"] > 0].reset_index()
+    per_config.insert(0, "label", _labels(per_config))
+    return per_config[["label", "train_size", "n_runs", "n_flat"]]
+
+
+def plot_sample_efficiency(results: pd.DataFrame, metric: str = "mae", labels=None, ax=None):
+    """Test ``metric`` against training-set size, one line per configuration, 95% CI bars.
+
+    ``labels`` picks configurations (default: every one that ran); a configuration run
+    at one size only shows as a single point.
+    """
+    import matplotlib.pyplot as plt
+
+    ax = ax or plt.subplots(figsize=(7, 4.5))[1]
+    summary = summarize(results, metric)
+    if labels is None:
+        labels = list(dict.fromkeys(summary["label"]))
+    for i, label in enumerate(labels):
+        group = summary[summary["label"] == label].sort_values("train_size")
+        err = np.vstack([group[metric] - group["ci_low"], group["ci_high"] - group[metric]])
+        dodge = 1 + 0.025 * (i - (len(labels) - 1) / 2)  # side by side, not on top
+        ax.errorbar(
+            group["train_size"] * dodge,
+            group[metric],
+            yerr=np.nan_to_num(err),
+            marker="o",
+            capsize=3,
+            label=label,
+        )
+    ax.set_xscale("log")
+    sizes = sorted(summary["train_size"].unique())
+    ax.set_xticks(sizes, [str(n) for n in sizes])
+    ax.minorticks_off()
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("training subjects")
+    ax.set_ylabel(f"test {metric.upper()} (years)")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
+    return ax
+
+
+def plot_predicted_vs_true(predictions: pd.DataFrame, labels: list[str], ax=None):
+    """Predicted against true age on the test split, one colour per run label.
+
+    Labels with no rows in ``predictions`` are left out of the plot.
+    """
+    import matplotlib.pyplot as plt
+
+    ax = ax or plt.subplots(figsize=(5, 5))[1]
+    names = _labels(predictions)
+    for i, label in enumerate(labels):  # colour by position in labels: same across panels
+        chosen = predictions[names == label]
+        if chosen.empty:
+            continue
+        ax.scatter(chosen["age"], chosen["predicted"], s=16, alpha=0.7, color=f"C{i}", label=label)
+    lims = [predictions["age"].min(), predictions["age"].max()]
+    ax.plot(lims, lims, "k--", lw=1, label="prediction = truth")
+    ax.set_xlabel("true age (years)")
+    ax.set_ylabel("predicted age (years)")
+    ax.legend(fontsize="small")
+    return ax

@@ -1,0 +1,465 @@
+"""The brain-age experiment grid: baselines, slice models, pretrained vs scratch, sample efficiency.
+
+Run it from the command line::
+
+    python -m slicemri_lite.experiments brain-age --profile cpu --data synthetic --out results/cpu
+
+It writes into ``--out``: ``results.csv`` (one row per run, columns ``COLUMNS``),
+``predictions.csv`` (the test-set prediction of every run) and ``provenance.json``
+(command, machine, versions, wall time). The tables are rewritten atomically after
+every run, so an interrupted run leaves every finished row readable.
+``slicemri_lite.compare`` turns the table into means with 95% intervals over seeds.
+
+The grid (``GRIDS``): baselines (training-mean, voxel ridge, ``Conv3DNet``), the
+scratch slice encoder, and ResNet-18 and EfficientNet-Lite0 slice encoders with ImageNet
+or random initial weights, either frozen (only position, pooling and head learn, on
+slice features computed once per cohort) or fine-tuned end to end; each at several
+training-set sizes and seeds. A run whose ImageNet weights can't be had offline is
+recorded as ``"skipped: weights unavailable offline"``, never run with other weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from slicemri_lite.compare import run_label, summarize
+from slicemri_lite.data import Cohort
+from slicemri_lite.encoders import OfflineWeightsError
+from slicemri_lite.profiles import Profile, get_profile
+from slicemri_lite.runs import NETWORKS, FeatureCache, run_config, run_frozen
+from slicemri_lite.train import age_metrics
+
+__all__ = [
+    "COLUMNS",
+    "GRIDS",
+    "ALL",
+    "GridBlock",
+    "Experiment",
+    "ModelConfig",
+    "RunSpec",
+    "brain_age_grid",
+    "grid_configs",
+    "main",
+    "subset_rows",
+    "train_subset",
+    "write_csv_atomic",
+]
+
+RUN_KEYS = ["model", "encoder", "init", "mode", "train_size", "seed"]
+METRICS = ["mae", "rmse", "r"]
+COLUMNS = [
+    *RUN_KEYS,
+    *METRICS,
+    "status",
+    "epochs",
+    "best_epoch",
+    "batch_size",
+    "profile",
+    "data",
+    "device",
+    "seconds",
+    "versions",
+]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What is trained: ``model`` ("mean", "ridge", "conv3d", "sliceset"), its 2D
+    ``encoder``, the encoder's ``init`` ("imagenet"/"random") and ``mode``
+    ("frozen": only position, pooling and head learn; "finetune": every weight
+    learns). Baselines use "-" for the fields that don't apply."""
+
+    model: str
+    encoder: str = "-"
+    init: str = "-"
+    mode: str = "-"
+
+    @property
+    def label(self) -> str:
+        """A short human name, e.g. ``"efficientnet_lite0 imagenet frozen"``."""
+        return run_label(self.model, self.encoder, self.init, self.mode)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One cell of the grid: a model configuration, a training-set size and a seed."""
+
+    config: ModelConfig
+    train_size: int
+    seed: int
+    epochs: int | None = None  # the most epochs to train; None: the profile's
+    batch_size: int | None = None  # volumes per step; None: the profile's
+    patience: int = 5  # epochs without a better validation loss before stopping
+
+    def key(self) -> dict:
+        """The run's identifying columns."""
+        return {**asdict(self.config), "train_size": self.train_size, "seed": self.seed}
+
+    def n_epochs(self, profile: Profile) -> int:
+        """Epochs this run trains for (an upper bound when early stopping is on)."""
+        return profile.epochs if self.epochs is None else self.epochs
+
+    def settings(self, profile: Profile) -> Profile:
+        """``profile`` with this run's epochs and batch size."""
+        batch_size = profile.batch_size if self.batch_size is None else self.batch_size
+        return replace(profile, epochs=self.n_epochs(profile), batch_size=batch_size)
+
+
+MEAN, RIDGE, CONV3D = ModelConfig("mean"), ModelConfig("ridge"), ModelConfig("conv3d")
+SCRATCH = ModelConfig("sliceset", "scratch", "random", "finetune")
+LITE0 = "efficientnet_lite0"
+
+
+def _slice_configs(encoder: str, mode: str, inits=("imagenet", "random")) -> tuple:
+    return tuple(ModelConfig("sliceset", encoder, init, mode) for init in inits)
+
+
+ALL = 0  # a training-set size meaning "the whole training split"
+MAX_EPOCH_FACTOR = 8  # equal_steps gives a small training set at most 8x the epochs
+PATIENCE = 5  # early stopping: epochs (of the whole training split) without improvement
+
+
+@dataclass(frozen=True)
+class GridBlock:
+    """Configurations run at every ``sizes`` x ``seeds`` combination.
+
+    ``ALL`` is the whole training split; sizes above it are capped to it, so every
+    configuration runs even on a small cohort. ``epochs`` is the most epochs a network
+    trains for (``None``: the profile's). With ``equal_steps`` that number holds for the
+    whole training split, and a smaller one gets proportionally more epochs (at most
+    ``MAX_EPOCH_FACTOR`` times as many), so that every size gets about the same number of
+    optimiser steps: otherwise a small training set would also mean a shorter training.
+    Early stopping's patience (``PATIENCE`` epochs of the whole split) scales the same way.
+    ``batch_size`` replaces the profile's (``None``: the profile's).
+    """
+
+    configs: tuple[ModelConfig, ...]
+    sizes: tuple[int, ...]
+    seeds: tuple[int, ...]
+    epochs: int | None = None
+    equal_steps: bool = True
+    batch_size: int | None = None
+
+
+def _frozen(*encoders: str) -> tuple[ModelConfig, ...]:
+    return tuple(c for e in encoders for c in _slice_configs(e, "frozen"))
+
+
+def _finetune(*encoders: str) -> tuple[ModelConfig, ...]:
+    return tuple(c for e in encoders for c in _slice_configs(e, "finetune"))
+
+
+BASELINES = (MEAN, RIDGE)
+GRIDS: dict[str, tuple[GridBlock, ...]] = {
+    # CI, seconds per run: every code path once, two seeds so that intervals are computed.
+    "smoke": (
+        GridBlock((*BASELINES, *_frozen("resnet18", LITE0)), (8, ALL), (0, 1)),
+        GridBlock((SCRATCH, CONV3D, *_finetune("resnet18")), (8,), (0,), 1, equal_steps=False),
+    ),
+    # Two CPU cores, minutes: baselines and frozen Lite0 (ImageNet vs random) at every size
+    # and seed, the frozen ResNet-18 pair with all subjects; the scratch slice model and the
+    # 3D CNN only with 25 subjects and a few epochs (equal steps would cost 5x more), two
+    # volumes per step to stay well under Binder's 2 GB; fine-tuning the 2D encoders (slow on a
+    # CPU) only in the gpu grid.
+    "cpu": (
+        GridBlock((*BASELINES, *_frozen(LITE0)), (25, 50, ALL), (0, 1, 2)),
+        GridBlock(_frozen("resnet18"), (ALL,), (0, 1, 2)),
+        GridBlock((SCRATCH, CONV3D), (25,), (0, 1, 2), 6, equal_steps=False, batch_size=2),
+    ),
+    # Paper scale on a GPU: every configuration at every size, five seeds.
+    "gpu": (
+        GridBlock(
+            (
+                *BASELINES,
+                CONV3D,
+                SCRATCH,
+                *_frozen("resnet18", LITE0),
+                *_finetune("resnet18", LITE0),
+            ),
+            (25, 50, 100, 200, ALL),
+            (0, 1, 2, 3, 4),
+        ),
+    ),
+}
+
+
+def grid_configs(profile: str) -> list[ModelConfig]:
+    """Every configuration in a profile's grid, in grid order."""
+    return list(dict.fromkeys(c for block in GRIDS[profile] for c in block.configs))
+
+
+def brain_age_grid(profile: str, n_train: int, seed_offset: int = 0) -> list[RunSpec]:
+    """The runs of one profile's grid for a cohort with ``n_train`` training subjects.
+
+    ``seed_offset`` shifts every seed (the chapters' ``SEED`` parameter).
+    """
+    if profile not in GRIDS:
+        raise ValueError(f"'profile' must be one of {list(GRIDS)}; {profile!r} was provided.")
+    if n_train < 2:
+        raise ValueError(f"the cohort needs at least 2 training subjects; it has {n_train}.")
+    profile_epochs = get_profile(profile).epochs
+    specs = []
+    for block in GRIDS[profile]:
+        sizes = sorted({n_train if s == ALL else min(s, n_train) for s in block.sizes})
+        base = block.epochs or profile_epochs
+        for size in sizes:
+            factor = min(MAX_EPOCH_FACTOR, n_train / size) if block.equal_steps else 1
+            epochs, patience = math.ceil(base * factor), math.ceil(PATIENCE * factor)
+            specs += [
+                RunSpec(config, size, seed + seed_offset, epochs, block.batch_size, patience)
+                for config in block.configs
+                for seed in block.seeds
+            ]
+    return list(dict.fromkeys(specs))  # drop repeats, keep order
+
+
+def subset_rows(cohort: Cohort, size: int, seed: int) -> np.ndarray:
+    """Row positions of ``size`` training subjects (chosen by ``seed``) and every val/test row.
+
+    For one seed the subsets are nested: the 25 subjects are among the 50.
+    """
+    train = cohort.indices("train")
+    if not 1 <= size <= len(train):
+        raise ValueError(f"'size' must be between 1 and {len(train)}; {size} was provided.")
+    chosen = np.random.default_rng(seed).permutation(train)[:size]
+    return np.sort(np.concatenate([chosen, cohort.indices("val"), cohort.indices("test")]))
+
+
+def train_subset(cohort: Cohort, size: int, seed: int) -> Cohort:
+    """The cohort with only ``subset_rows(cohort, size, seed)``."""
+    return cohort.subset(subset_rows(cohort, size, seed))
+
+
+def write_csv_atomic(frame: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Write ``frame`` to ``path`` so a reader never sees a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as handle:
+            frame.to_csv(handle, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _release_memory() -> None:
+    """Hand freed heap memory back to the OS between runs (glibc only; elsewhere a no-op).
+
+    Training allocates and frees large activation buffers; without this the process's
+    resident memory ratchets up over a long grid (Binder allows 2 GB).
+    """
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    libc = ctypes.util.find_library("c")
+    if libc and hasattr(ctypes.CDLL(libc), "malloc_trim"):
+        ctypes.CDLL(libc).malloc_trim(0)
+
+
+def _versions() -> str:
+    from slicemri_lite.env import package_versions
+
+    return "; ".join(f"{name} {v}" for name, v in package_versions().items())
+
+
+class Experiment:
+    """Runs grid cells on one cohort and keeps every result.
+
+    Args:
+        cohort: the cohort with train/val/test splits.
+        profile: sizes (epochs, batch size, learning rate, device).
+        data: how the data is named in the table ("synthetic", "oasis", a path).
+        out: folder for ``results.csv`` and ``predictions.csv``; ``None`` keeps them in memory.
+        progress: print one line per run.
+        seed: seeds the random-init encoders whose frozen features are shared by all runs.
+        plan: every run this experiment will make, in any order; once none of the runs
+            still to come needs an encoder's cached features, they are freed. ``None``
+            keeps them all.
+    """
+
+    def __init__(
+        self,
+        cohort: Cohort,
+        profile: Profile,
+        data: str = "synthetic",
+        out: str | os.PathLike | None = None,
+        progress: bool = True,
+        seed: int = 0,
+        plan: list[RunSpec] | None = None,
+    ):
+        self.cohort, self.profile, self.data = cohort, profile, str(data)
+        self.out = None if out is None else Path(out)
+        self.progress = progress
+        self.rows: list[dict] = []
+        self.features = FeatureCache(cohort, profile.batch_size, profile.device, seed=seed)
+        self._to_come = None if plan is None else list(plan)
+        self.prediction_frames: list[pd.DataFrame] = []
+        self._context = {
+            "profile": profile.name,
+            "data": self.data,
+            "device": profile.device,
+            "versions": _versions(),
+        }
+
+    @property
+    def results(self) -> pd.DataFrame:
+        """One row per run, columns ``COLUMNS``."""
+        return pd.DataFrame(self.rows, columns=COLUMNS)
+
+    @property
+    def predictions(self) -> pd.DataFrame:
+        """Test-set predictions: run keys, ``participant_id``, ``age``, ``predicted``."""
+        if not self.prediction_frames:
+            return pd.DataFrame(columns=[*RUN_KEYS, "participant_id", "age", "predicted"])
+        return pd.concat(self.prediction_frames, ignore_index=True)
+
+    def run(self, specs: list[RunSpec]) -> pd.DataFrame:
+        """Run ``specs`` in order; returns their rows (all rows stay in ``results``)."""
+        start = len(self.rows)
+        for i, spec in enumerate(specs, 1):
+            row = self._run_one(spec)
+            if self.progress:
+                print(
+                    f"[{i}/{len(specs)}] {spec.config.label:<36} n={spec.train_size:<4} "
+                    f"seed={spec.seed}  mae={row['mae']:.2f}  {row['status']}  "
+                    f"({row['seconds']:.1f}s)",
+                    flush=True,
+                )
+        return self.results.iloc[start:].reset_index(drop=True)
+
+    def _run_one(self, spec: RunSpec) -> dict:
+        rows = subset_rows(self.cohort, spec.train_size, spec.seed)
+        cohort = self.cohort.subset(rows)
+        tic = time.perf_counter()
+        settings = spec.settings(self.profile)
+        network = spec.config.model in NETWORKS
+        row = {**spec.key(), **dict.fromkeys(METRICS, float("nan"))}
+        row.update(epochs=settings.epochs if network else 0, best_epoch=float("nan"))
+        row["batch_size"] = settings.batch_size if network else 0
+        row.update(self._context)
+        try:
+            if spec.config.mode == "frozen":
+                features = self.features.get(spec.config.encoder, spec.config.init)
+                predicted, best_epoch = run_frozen(
+                    spec.config, cohort, features, rows, settings, spec.seed, spec.patience
+                )
+            else:
+                predicted, best_epoch = run_config(
+                    spec.config, cohort, settings, spec.seed, spec.patience
+                )
+        except OfflineWeightsError:
+            row["status"] = "skipped: weights unavailable offline"
+        else:
+            test = cohort.table.iloc[cohort.indices("test")]
+            row.update(age_metrics(test["age"].to_numpy(), predicted), status="ok")
+            row["best_epoch"] = best_epoch
+            self._keep_predictions(spec, test, predicted)
+        row["seconds"] = time.perf_counter() - tic
+        self._forget_unneeded_features(spec)
+        _release_memory()
+        self.rows.append(row)
+        self._save()
+        return row
+
+    def _forget_unneeded_features(self, done: RunSpec) -> None:
+        if self._to_come is None:
+            return
+        if done in self._to_come:
+            self._to_come.remove(done)
+        needed = {(s.config.encoder, s.config.init) for s in self._to_come}
+        self.features.keep_only(needed)
+
+    def _keep_predictions(self, spec: RunSpec, test: pd.DataFrame, predicted) -> None:
+        columns = {
+            "participant_id": test["participant_id"].to_numpy(),
+            "age": test["age"].to_numpy(),
+            "predicted": np.asarray(predicted, dtype=float),
+        }
+        self.prediction_frames.append(pd.DataFrame({**spec.key(), **columns}))
+
+    def _save(self) -> None:
+        if self.out is not None:
+            write_csv_atomic(self.results, self.out / "results.csv")
+            write_csv_atomic(self.predictions, self.out / "predictions.csv")
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def run_brain_age(
+    profile: str = "smoke", data: str = "synthetic", out=None, seed: int = 0, progress: bool = True
+) -> Experiment:
+    """Open the cohort for ``profile`` and run its whole grid; returns the ``Experiment``."""
+    from slicemri_lite.data import open_cohort
+
+    prof = get_profile(profile)
+    cohort = open_cohort(data, n_subjects=prof.n_subjects, resolution=prof.resolution, seed=seed)
+    grid = brain_age_grid(prof.name, len(cohort.indices("train")), seed_offset=seed)
+    experiment = Experiment(cohort, prof, data, out, progress, seed, plan=grid)
+    experiment.run(grid)
+    return experiment
+
+
+def _write_provenance(out: Path, argv: list[str], started: float, finished: bool) -> None:
+    """``provenance.json``: how the table in ``out`` was made (written atomically)."""
+    import json
+    import platform
+    from datetime import datetime
+
+    from slicemri_lite.env import package_versions
+
+    record = {
+        "command": "python -m slicemri_lite.experiments " + " ".join(argv),
+        "status": "complete" if finished else "running",
+        "started_utc": datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds"),
+        "wall_seconds": round(time.time() - started, 1),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch threads "
+        f"{torch.get_num_threads()}, cuda {'yes' if torch.cuda.is_available() else 'no'}",
+        "versions": package_versions(),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".provenance.", dir=out)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(record, handle, indent=2)
+    os.replace(tmp, out / "provenance.json")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; see the module docstring."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = argparse.ArgumentParser(prog="python -m slicemri_lite.experiments")
+    sub = parser.add_subparsers(dest="command", required=True)
+    brain = sub.add_parser("brain-age", help="baselines vs slice models, pretrained vs scratch")
+    brain.add_argument("--profile", default="auto", choices=["auto", *GRIDS])
+    brain.add_argument("--data", default="synthetic", help='"synthetic", "oasis" or a cohort path')
+    brain.add_argument("--out", required=True, help="folder for the results (created if missing)")
+    brain.add_argument("--seed", type=int, default=0, help="cohort seed; offsets the run seeds")
+    args = parser.parse_args(argv)
+    out, started = Path(args.out), time.time()
+    _write_provenance(out, argv, started, finished=False)
+    experiment = run_brain_age(args.profile, args.data, out, args.seed)
+    _write_provenance(out, argv, started, finished=True)
+    summary = summarize(experiment.results)
+    print(summary.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    print(f"wrote results.csv, predictions.csv and provenance.json to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""Chapter 4, does ImageNet pretraining help: executed at PROFILE="smoke", its glued values checked."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from notebook_tools import glued, glued_float
+
+from slicemri_lite.encoders import torchvision_weights_path
+from slicemri_lite.experiments import brain_age_grid
+
+pytestmark = pytest.mark.notebooks
+
+STEM = "04_does_pretraining_help"
+VERDICTS = ("within noise", "excludes zero", "too few seeds", "was not run")
+
+
+@pytest.fixture(scope="module")
+def nb(executed_chapter):
+    return executed_chapter(STEM)
+
+
+def _text(nb, name: str) -> str:
+    return str(glued(nb)[name]).strip("'\"")
+
+
+def test_the_grid_ran_every_planned_run(nb):
+    n_train = int(glued_float(nb, "n_train"))
+    assert n_train > 0 and glued_float(nb, "n_test") > 0
+    assert glued_float(nb, "n_runs") == len(brain_age_grid("smoke", n_train))
+
+
+def test_best_model_and_mean_baseline_are_real_errors(nb):
+    best, mean = glued_float(nb, "best_mae"), glued_float(nb, "mean_mae")
+    assert math.isfinite(best) and math.isfinite(mean)
+    assert 0 < best <= mean  # the mean baseline is among the candidates for "best"
+    assert _text(nb, "best_label")
+
+
+def test_conclusions_are_sentences_with_a_verdict(nb):
+    for name in ("init_small", "init_full", "vs_scratch", "vs_conv3d", "vs_ridge_full"):
+        sentence = _text(nb, name)
+        assert any(v in sentence for v in VERDICTS), f"{name}: {sentence!r}"
+    assert "efficientnet_lite0 imagenet frozen minus efficientnet_lite0 random frozen" in _text(
+        nb, "init_small"
+    )
+
+
+def test_resnet_weights_are_skipped_only_when_missing(nb):
+    text = _text(nb, "skipped_text")
+    if torchvision_weights_path("resnet18").exists():
+        assert text == "Every configuration ran."
+    else:
+        assert "resnet18 imagenet frozen" in text and "resnet18 imagenet finetune" in text
+
+
+def test_every_printed_result_names_profile_and_data(nb):
+    outputs = "".join(
+        o.get("text", "")
+        for c in nb.cells
+        for o in c.get("outputs", [])
+        if o.output_type == "stream"
+    )
+    assert "profile smoke, data synthetic, device cpu" in outputs
+    assert "skipped: weights unavailable offline" in outputs or "Every configuration ran." in str(
+        glued(nb)["skipped_text"]
+    )
+
+
+def test_undertrained_networks_are_counted(nb):
+    grid = brain_age_grid("smoke", int(glued_float(nb, "n_train")))
+    networks = [s for s in grid if s.config.model in ("conv3d", "sliceset")]
+    resnet_imagenet = [s for s in networks if s.config.label.startswith("resnet18 imagenet")]
+    n_networks = glued_float(nb, "n_networks")
+    assert len(networks) - len(resnet_imagenet) <= n_networks <= len(networks)
+    assert 0 <= glued_float(nb, "n_improving") <= n_networks
+
+
+def test_flat_runs_are_reported(nb):
+    text = _text(nb, "flat_text")
+    assert text == "No run predicts one age for everyone." or text.startswith(
+        "These runs predict nearly one age for everyone: "
+    )
+    assert "mean with" not in text  # the mean baseline is flat by design, not news

@@ -1,0 +1,384 @@
+"""The brain-age experiment runner: baselines, grid, aggregation, results table and CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from slicemri_lite import compare, runs
+from slicemri_lite import experiments as ex
+from slicemri_lite.baselines import MeanAge, VoxelRidge, age_metrics
+from slicemri_lite.data import Cohort
+from slicemri_lite.encoders import OfflineWeightsError
+from slicemri_lite.profiles import get_profile
+
+
+def toy_cohort(n: int = 60, seed: int = 0, signal: float = 1.0) -> Cohort:
+    """Small volumes whose centre brightens with age, plus noise; 60/20/20 splits."""
+    rng = np.random.default_rng(seed)
+    age = rng.uniform(20, 90, n)
+    volumes = rng.normal(0, 1, (n, 8, 8, 8)).astype(np.float32)
+    volumes[:, 2:6, 2:6, 2:6] += signal * ((age - 55) / 20)[:, None, None, None]
+    split = np.array(["train"] * int(0.6 * n) + ["val"] * int(0.2 * n))
+    split = np.concatenate([split, ["test"] * (n - len(split))])
+    table = pd.DataFrame(
+        {
+            "participant_id": [f"sub-{i:03d}" for i in range(n)],
+            "age": age,
+            "sex": rng.choice(["F", "M"], n),
+            "diagnosis": "CN",
+            "split": split,
+        }
+    )
+    return Cohort(volumes=volumes, table=table, affine=np.diag([4.0, 4.0, 4.0, 1.0]))
+
+
+# ---------------------------------------------------------------- baselines
+
+
+def test_age_metrics_known_values():
+    m = age_metrics([20, 40, 60], [22, 38, 66])
+    assert m["mae"] == pytest.approx((2 + 2 + 6) / 3)
+    assert m["rmse"] == pytest.approx(np.sqrt((4 + 4 + 36) / 3))
+    assert m["r"] == pytest.approx(stats.pearsonr([20, 40, 60], [22, 38, 66])[0])
+    assert np.isnan(age_metrics([20, 40], [30, 30])["r"])  # constant prediction: r undefined
+    with pytest.raises(ValueError, match="same length"):
+        age_metrics([1, 2], [1])
+
+
+def test_mean_baseline_predicts_the_training_mean():
+    cohort = toy_cohort()
+    train_mean = cohort.table["age"].to_numpy()[cohort.indices("train")].mean()
+    predicted = MeanAge().fit(cohort).predict(cohort, "test")
+    assert predicted.shape == (len(cohort.indices("test")),)
+    np.testing.assert_allclose(predicted, train_mean)
+
+
+def test_ridge_learns_the_age_signal_and_chooses_alpha_on_val():
+    cohort = toy_cohort(n=120)
+    ages = cohort.table["age"].to_numpy()[cohort.indices("test")]
+    ridge = VoxelRidge(block_mm=4.0).fit(cohort)
+    assert ridge.alpha_ in ridge.alphas
+    assert ridge.val_mae_[ridge.alpha_] == min(ridge.val_mae_.values())
+    ridge_mae = age_metrics(ages, ridge.predict(cohort))["mae"]
+    mean_mae = age_metrics(ages, MeanAge().fit(cohort).predict(cohort))["mae"]
+    assert ridge_mae < 0.5 * mean_mae
+
+
+def test_ridge_is_not_thrown_by_a_block_that_is_flat_in_training():
+    cohort = toy_cohort(n=120)
+    train, test = cohort.indices("train"), cohort.indices("test")
+    cohort.volumes[:, :4, :4, :4] = 0.0  # background in every training scan...
+    cohort.volumes[train, :4, :4, :4] += 1e-4 * np.random.default_rng(0).normal(
+        size=(len(train), 4, 4, 4)
+    )
+    cohort.volumes[test, :4, :4, :4] = 1.0  # ...but not in the test scans (misregistration)
+    ages = cohort.table["age"].to_numpy()[test]
+    ridge_mae = age_metrics(ages, VoxelRidge(block_mm=4.0).fit(cohort).predict(cohort))["mae"]
+    assert ridge_mae < 0.5 * age_metrics(ages, MeanAge().fit(cohort).predict(cohort))["mae"]
+
+
+def test_ridge_needs_a_validation_split():
+    cohort = toy_cohort()
+    cohort.table["split"] = cohort.table["split"].replace("val", "train")
+    with pytest.raises(ValueError, match="'val' split"):
+        VoxelRidge().fit(cohort)
+
+
+# ---------------------------------------------------------------- grid and subsets
+
+
+def test_grid_caps_sizes_at_the_training_split_and_covers_every_seed():
+    specs = ex.brain_age_grid("cpu", n_train=70, seed_offset=10)
+    assert len(specs) == len(set(specs))
+    for block in ex.GRIDS["cpu"]:
+        sizes = {70 if s == ex.ALL else min(s, 70) for s in block.sizes}
+        for config in block.configs:
+            runs = {(s.train_size, s.seed) for s in specs if s.config == config}
+            assert runs >= {(n, 10 + seed) for n in sizes for seed in block.seeds}
+    assert {s.train_size for s in specs} == {25, 50, 70}
+    with pytest.raises(ValueError, match="'profile' must be one of"):
+        ex.brain_age_grid("laptop", 70)
+
+
+def test_equal_steps_gives_smaller_training_sets_more_epochs():
+    profile = get_profile("cpu")
+    specs = ex.brain_age_grid("cpu", n_train=140)
+    lite0 = [s for s in specs if s.config.label == "efficientnet_lite0 imagenet frozen"]
+    steps = {s.train_size: s.n_epochs(profile) * s.train_size for s in lite0}
+    assert steps[140] == profile.epochs * 140
+    for size, n in steps.items():  # the same number of samples seen, up to rounding
+        assert n / steps[140] == pytest.approx(1, abs=size / steps[140])
+    scratch = {s.n_epochs(profile) for s in specs if s.config == ex.SCRATCH}
+    assert scratch == {6}  # that block trains a fixed number of epochs
+    patience = {s.train_size: s.patience for s in lite0}
+    assert patience[140] == ex.PATIENCE and patience[25] > patience[50] > patience[140]
+    capped = ex.brain_age_grid("cpu", n_train=1000)
+    small = [s for s in capped if s.train_size == 25 and s.config.mode == "frozen"]
+    assert {s.n_epochs(profile) for s in small} == {ex.MAX_EPOCH_FACTOR * profile.epochs}
+
+
+def test_grids_pair_imagenet_with_random_init_and_gpu_runs_everything():
+    for profile in ex.GRIDS:
+        configs = set(ex.grid_configs(profile))
+        for encoder in ("resnet18", "efficientnet_lite0"):
+            for init in ("imagenet", "random"):
+                assert ex.ModelConfig("sliceset", encoder, init, "frozen") in configs
+        assert {"mean", "ridge", "conv3d"} <= {c.model for c in configs}
+        assert ex.SCRATCH in configs
+    gpu = set(ex.grid_configs("gpu"))
+    for encoder in ("resnet18", "efficientnet_lite0"):
+        for init in ("imagenet", "random"):
+            assert ex.ModelConfig("sliceset", encoder, init, "finetune") in gpu
+    assert set(ex.grid_configs("cpu")) <= gpu and set(ex.grid_configs("smoke")) <= gpu
+
+
+def test_train_subset_is_nested_and_keeps_val_and_test():
+    cohort = toy_cohort()
+    small, large = ex.train_subset(cohort, 10, seed=3), ex.train_subset(cohort, 20, seed=3)
+    ids = {
+        name: set(c.table.loc[c.table["split"] == "train", "participant_id"])
+        for name, c in [("small", small), ("large", large)]
+    }
+    assert len(ids["small"]) == 10 and len(ids["large"]) == 20
+    assert ids["small"] < ids["large"]
+    for split in ("val", "test"):
+        assert len(small.indices(split)) == len(cohort.indices(split))
+    other = ex.train_subset(cohort, 10, seed=4).table
+    assert set(other.loc[other["split"] == "train", "participant_id"]) != ids["small"]
+    with pytest.raises(ValueError, match="'size' must be between"):
+        ex.train_subset(cohort, 1000, seed=0)
+
+
+# ---------------------------------------------------------------- aggregation
+
+IMAGENET = "efficientnet_lite0 imagenet finetune"
+RANDOM = "efficientnet_lite0 random finetune"
+
+
+def test_t_interval_matches_the_textbook_formula():
+    mean, low, high = compare.t_interval([1.0, 2.0, 3.0])
+    half = stats.t.ppf(0.975, 2) * 1.0 / np.sqrt(3)
+    assert (mean, low, high) == pytest.approx((2.0, 2.0 - half, 2.0 + half))
+    assert np.isnan(compare.t_interval([5.0])[1])
+
+
+def fake_results(diff: float, noise: float, seeds=(0, 1, 2, 3, 4)) -> pd.DataFrame:
+    """Two slice models at two sizes; ImageNet has ``diff`` years more MAE than random, plus noise."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for size in (25, 50):
+        for seed in seeds:
+            base = 8.0 + rng.normal(0, 1)
+            for init, mae in [("imagenet", base + diff + rng.normal(0, noise)), ("random", base)]:
+                config = ex.ModelConfig("sliceset", "efficientnet_lite0", init, "finetune")
+                rows.append({**ex.RunSpec(config, size, seed).key(), "mae": mae, "status": "ok"})
+    return pd.DataFrame(rows)
+
+
+def test_paired_difference_says_which_is_better_only_when_the_ci_excludes_zero():
+    better = compare.paired_difference(fake_results(diff=-2.0, noise=0.2), IMAGENET, RANDOM)
+    assert list(better["train_size"]) == [25, 50]
+    assert (better["ci_high"] < 0).all()
+    assert set(better["verdict"]) == {f"{IMAGENET} better"}
+    worse = compare.paired_difference(fake_results(diff=2.0, noise=0.2), IMAGENET, RANDOM)
+    assert set(worse["verdict"]) == {f"{RANDOM} better"}
+    noisy = compare.paired_difference(fake_results(diff=0.0, noise=2.0), IMAGENET, RANDOM)
+    assert (noisy["ci_low"] < 0).all() and (noisy["ci_high"] > 0).all()
+    assert set(noisy["verdict"]) == {"within noise"}
+    single = compare.paired_difference(fake_results(-2.0, 0.2, seeds=(0,)), IMAGENET, RANDOM)
+    assert set(single["verdict"]) == {"too few seeds"}
+
+
+def test_init_differences_pairs_imagenet_with_random_and_describes_them():
+    results = fake_results(diff=-2.0, noise=0.2)
+    lonely = results.iloc[:2].assign(encoder="resnet18", init="imagenet")  # no random partner
+    table = compare.init_differences(pd.concat([results, lonely], ignore_index=True))
+    assert set(zip(table["a"], table["b"], strict=True)) == {(IMAGENET, RANDOM)}
+    sentence = compare.describe_difference(table.iloc[0])
+    assert "excludes zero" in sentence and f"{table.iloc[0]['difference']:+.2f}" in sentence
+    noisy = compare.init_differences(fake_results(diff=0.0, noise=2.0))
+    assert "within noise" in compare.describe_difference(noisy.iloc[0])
+    assert compare.init_differences(results.iloc[:0]).empty
+
+
+def test_flat_runs_finds_models_that_predict_one_age_for_everyone():
+    rng = np.random.default_rng(0)
+    rows = []
+    for init, seed in [("imagenet", 0), ("imagenet", 1), ("random", 0), ("random", 1)]:
+        key = ex.RunSpec(ex.ModelConfig("sliceset", "efficientnet_lite0", init, "frozen"), 25, seed)
+        age = rng.uniform(20, 90, 30)
+        flat = init == "random" and seed == 1
+        predicted = 55 + rng.normal(0, 0.1, 30) if flat else age + rng.normal(0, 5, 30)
+        rows.append(pd.DataFrame({**key.key(), "age": age, "predicted": predicted}))
+    table = compare.flat_runs(pd.concat(rows, ignore_index=True))
+    assert table.to_dict("records") == [
+        {"label": "efficientnet_lite0 random frozen", "train_size": 25, "n_runs": 2, "n_flat": 1}
+    ]
+
+
+def test_summarize_ignores_skipped_runs_and_reports_a_ci_per_size():
+    results = fake_results(diff=0.0, noise=1.0)
+    skipped = results.iloc[:1].assign(encoder="resnet18", mae=np.nan, status="skipped: x")
+    summary = compare.summarize(pd.concat([results, skipped]))
+    assert len(summary) == 4 and "resnet18" not in set(summary["encoder"])
+    assert (summary["n_seeds"] == 5).all()
+    assert (summary["ci_low"] < summary["mae"]).all() and (
+        summary["mae"] < summary["ci_high"]
+    ).all()
+
+
+# ---------------------------------------------------------------- results table
+
+
+def test_write_csv_atomic_leaves_the_old_file_when_writing_fails(tmp_path, monkeypatch):
+    path = tmp_path / "results.csv"
+    ex.write_csv_atomic(pd.DataFrame({"a": [1]}), path)
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", broken)
+    with pytest.raises(OSError, match="disk full"):
+        ex.write_csv_atomic(pd.DataFrame({"a": [2]}), path)
+    monkeypatch.undo()
+    assert pd.read_csv(path)["a"].tolist() == [1]
+    assert [p.name for p in tmp_path.iterdir()] == ["results.csv"]
+
+
+def stand_in_network(config, cohort, profile, seed, patience=5):
+    """Stands in for training: the train mean plus seeded noise; ResNet ImageNet is 'offline'."""
+    if config.encoder == "resnet18" and config.init == "imagenet":
+        raise OfflineWeightsError("no resnet18 weights in this test")
+    rng = np.random.default_rng(seed)
+    mean = cohort.table["age"].to_numpy()[cohort.indices("train")].mean()
+    return mean + rng.normal(0, 5, len(cohort.indices("test"))), profile.epochs
+
+
+def stand_in_features(self, encoder, init):
+    """Stands in for the frozen encoder's features; counts how often it is asked to compute."""
+    calls.append((encoder, init))
+    if encoder == "resnet18" and init == "imagenet":
+        raise OfflineWeightsError("no resnet18 weights in this test")
+    return None, np.zeros((len(self.cohort), 2, 3), dtype=np.float32)
+
+
+calls: list = []
+
+
+def stand_in_frozen(config, cohort, features, rows, profile, seed, patience=5):
+    assert features[1].shape[0] > rows.max()
+    return stand_in_network(config, cohort, profile, seed)
+
+
+def test_experiment_writes_one_row_per_run_and_skips_offline_weights(tmp_path, monkeypatch):
+    monkeypatch.setattr(runs, "_run_network", stand_in_network)
+    monkeypatch.setattr(ex, "run_frozen", stand_in_frozen)
+    monkeypatch.setattr(runs.FeatureCache, "_compute", stand_in_features)
+    calls.clear()
+    cohort = toy_cohort()
+    specs = ex.brain_age_grid("smoke", len(cohort.indices("train")))
+    experiment = ex.Experiment(cohort, get_profile("smoke"), out=tmp_path, progress=False)
+    experiment.run(specs)
+    table = pd.read_csv(tmp_path / "results.csv")
+    assert list(table.columns) == ex.COLUMNS
+    assert len(table) == len(specs)
+    offline = (table["encoder"] == "resnet18") & (table["init"] == "imagenet")
+    assert offline.any()
+    assert (table.loc[offline, "status"] == "skipped: weights unavailable offline").all()
+    assert table.loc[offline, ["mae", "rmse", "r"]].isna().all().all()
+    ok = table[table["status"] == "ok"]
+    assert len(ok) == len(table) - offline.sum()
+    assert np.isfinite(ok[["mae", "rmse", "seconds"]].to_numpy()).all()
+    assert set(table["profile"]) == {"smoke"} and table["versions"].str.contains("torch").all()
+    networks = table["model"].isin(["conv3d", "sliceset"])
+    assert (ok["best_epoch"] <= ok["epochs"]).all()
+    assert (table.loc[networks, "batch_size"] >= 1).all()
+    assert (table.loc[networks, "epochs"] >= 1).all() and (
+        table.loc[~networks, "epochs"] == 0
+    ).all()
+    predictions = pd.read_csv(tmp_path / "predictions.csv")
+    assert len(predictions) == len(ok) * len(cohort.indices("test"))
+    # features are computed once per encoder and init, and an offline failure is not retried
+    assert sorted(calls) == sorted(set(calls))
+
+
+def test_features_are_freed_once_no_planned_run_needs_them(monkeypatch):
+    monkeypatch.setattr(ex, "run_frozen", stand_in_frozen)
+    monkeypatch.setattr(runs.FeatureCache, "_compute", stand_in_features)
+    cohort = toy_cohort()
+    n_train = len(cohort.indices("train"))
+    frozen = [s for s in ex.brain_age_grid("smoke", n_train) if s.config.mode == "frozen"]
+    lite0 = [s for s in frozen if s.config.encoder == "efficientnet_lite0"]
+    experiment = ex.Experiment(cohort, get_profile("smoke"), progress=False, plan=frozen)
+    calls.clear()
+    experiment.run(lite0)
+    assert not any(key[0] == "efficientnet_lite0" for key in experiment.features._store)
+    experiment.run([s for s in frozen if s not in lite0])
+    assert sorted(calls) == sorted(set(calls))  # nothing was computed twice
+
+
+# ---------------------------------------------------------------- networks
+
+
+def test_frozen_features_path_matches_fit_with_a_frozen_encoder():
+    import torch
+
+    from slicemri_lite.models import SliceSetNet
+    from slicemri_lite.train import fit, predict
+
+    rng = np.random.default_rng(1)
+    cohort = toy_cohort(n=20)
+    cohort.volumes = rng.normal(0, 1, (20, 4, 18, 18)).astype(np.float32)
+    profile = get_profile("smoke")
+    rows = np.arange(len(cohort))
+    torch.manual_seed(0)
+    net = SliceSetNet("scratch", pretrained=False, volume_shape=cohort.shape)
+    train_val = cohort.subset(np.flatnonzero(cohort.table["split"] != "test"))
+    fit(net, train_val, epochs=2, batch_size=profile.batch_size, lr=profile.lr, seed=0,
+        device="cpu", freeze_encoder=True, progress=False)  # fmt: skip
+    expected = predict(net, cohort, "test", task="age", device="cpu")
+
+    features = runs.FeatureCache(cohort, profile.batch_size, "cpu", seed=0).get("scratch", "random")
+    assert features[1].shape == (20, 4, net.encoder.out_dim)
+    config = ex.ModelConfig("sliceset", "scratch", "random", "frozen")
+    settings = dataclasses.replace(profile, epochs=2)
+    got, best_epoch = runs.run_frozen(config, cohort, features, rows, settings, seed=0)
+    assert 1 <= best_epoch <= 2
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-3)
+    assert np.ptp(got) > 0  # the head learned something subject-specific
+
+
+# ---------------------------------------------------------------- command line
+
+
+def test_cli_runs_the_smoke_grid_and_writes_a_complete_table(tmp_path, capsys):
+    import json
+
+    out = tmp_path / "smoke"
+    assert (
+        ex.main(["brain-age", "--profile", "smoke", "--data", "synthetic", "--out", str(out)]) == 0
+    )
+    assert "efficientnet_lite0 imagenet frozen" in capsys.readouterr().out
+    table = pd.read_csv(out / "results.csv")
+    assert list(table.columns) == ex.COLUMNS
+    n_train = int(table.loc[table["model"] == "mean", "train_size"].max())
+    assert len(table) == len(ex.brain_age_grid("smoke", n_train))
+    assert set(table["profile"]) == {"smoke"} and set(table["data"]) == {"synthetic"}
+    ok = table[table["status"] == "ok"]
+    assert set(table.loc[table["status"] != "ok", "status"]) <= {
+        "skipped: weights unavailable offline"
+    }
+    assert np.isfinite(ok[["mae", "rmse", "seconds"]].to_numpy()).all()
+    # r is undefined only where a run predicts one age for everyone (the mean baseline)
+    predictions = pd.read_csv(out / "predictions.csv")
+    spread = predictions.groupby(ex.RUN_KEYS)["predicted"].std().rename("spread").reset_index()
+    ok = ok.merge(spread, on=ex.RUN_KEYS)
+    assert np.isfinite(ok.loc[ok["spread"] > 0, "r"]).all()
+    assert (ok.loc[ok["spread"] == 0, "model"] == "mean").all()
+    provenance = json.loads((out / "provenance.json").read_text())
+    assert provenance["status"] == "complete" and "--profile smoke" in provenance["command"]
