@@ -22,7 +22,7 @@ from slicemri_lite.data import Cohort
 from slicemri_lite.encoders import OfflineWeightsError
 from slicemri_lite.models import Conv3DNet, SliceSetNet
 from slicemri_lite.profiles import Profile
-from slicemri_lite.train import fit, predict
+from slicemri_lite.train import feature_standardisation, fit, fold_standardisation, predict
 
 if TYPE_CHECKING:
     from slicemri_lite.experiments import ModelConfig
@@ -51,13 +51,24 @@ def run_config(
     )
 
 
+def _fit_train_val(model, cohort: Cohort, profile: Profile, seed: int, patience: int) -> int:
+    """Train on train, early-stopping on val; returns the best epoch."""
+    train_val = cohort.subset(np.flatnonzero(cohort.table["split"] != "test"))
+    result = fit(model, train_val, task="age", epochs=profile.epochs, lr=profile.lr, seed=seed,
+                 patience=patience, progress=False, batch_size=profile.batch_size,
+                 device=profile.device)  # fmt: skip
+    return result.best_epoch
+
+
+def _predict_test(model, cohort: Cohort, profile: Profile) -> np.ndarray:
+    """Test-split ages ``(n_test,)``."""
+    return predict(model, cohort, "test", "age", profile.batch_size, profile.device)
+
+
 def _fit_and_predict(model, cohort: Cohort, profile: Profile, seed: int, patience: int):
     """Train on train (early stopping on val); ``(test predictions (n_test,), best_epoch)``."""
-    train_val = cohort.subset(np.flatnonzero(cohort.table["split"] != "test"))
-    settings = {"batch_size": profile.batch_size, "device": profile.device}
-    result = fit(model, train_val, task="age", epochs=profile.epochs, lr=profile.lr, seed=seed,
-                 patience=patience, progress=False, **settings)  # fmt: skip
-    return predict(model, cohort, "test", task="age", **settings), result.best_epoch
+    best_epoch = _fit_train_val(model, cohort, profile, seed, patience)
+    return _predict_test(model, cohort, profile), best_epoch
 
 
 def _run_network(
@@ -109,14 +120,23 @@ def run_frozen(
 
     ``features`` are ``(encoder, (N, S, E) array)`` for the whole cohort, ``rows`` the
     positions of ``cohort``'s rows in it. Same result as ``fit(freeze_encoder=True)``,
-    but the encoder runs once per cohort instead of once per run.
+    but the encoder runs once per cohort instead of once per run: the features are
+    standardised with the train split's statistics for training, and the standardisation
+    is then folded into the projection, which predicts from the raw features.
     """
     encoder, embeddings = features
     torch.manual_seed(seed)
     net = SliceSetNet(config.encoder, pretrained=False, volume_shape=cohort.shape)
     net.encoder = encoder
-    on_features = Cohort(embeddings[rows], cohort.table, cohort.affine, meta=cohort.meta)
-    return _fit_and_predict(FrozenEncoderNet(net), on_features, profile, seed, patience)
+    raw = embeddings[rows]  # (n, S, E)
+    mean, std = feature_standardisation(torch.from_numpy(raw[cohort.indices("train")]))
+    scaled = (raw - mean.numpy()) / std.numpy()
+    model = FrozenEncoderNet(net)
+    on_scaled = Cohort(scaled, cohort.table, cohort.affine, meta=cohort.meta)
+    best_epoch = _fit_train_val(model, on_scaled, profile, seed, patience)
+    fold_standardisation(net.project, mean, std)
+    on_features = Cohort(raw, cohort.table, cohort.affine, meta=cohort.meta)
+    return _predict_test(model, on_features, profile), best_epoch
 
 
 class FeatureCache:

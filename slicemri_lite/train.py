@@ -19,6 +19,10 @@
   in eval mode); with ``feature_cache=True`` (the default) every slice goes through the
   encoder once, and only projection, position, pooling and head train on the stored
   embeddings: the same result as running the frozen encoder at every step, much faster.
+  Either way the frozen features are standardised per dimension with the mean and standard
+  deviation of all training slices (a random-init encoder's features vary little around a
+  large mean, which stalls training), and on return that standardisation is folded into
+  the projection's weights and bias, so the model still takes raw volumes.
 - **Checkpoints.** With ``checkpoint=path`` the full training state is written atomically
   after every epoch; calling ``fit`` again with the same path resumes where it stopped and
   ends exactly where an uninterrupted run would (on CPU).
@@ -45,7 +49,17 @@ from slicemri_lite.baselines import age_metrics
 if TYPE_CHECKING:
     from slicemri_lite.data import Cohort
 
-__all__ = ["FitResult", "fit", "evaluate", "predict", "age_metrics", "ad_metrics", "TASKS"]
+__all__ = [
+    "FitResult",
+    "fit",
+    "evaluate",
+    "predict",
+    "age_metrics",
+    "ad_metrics",
+    "feature_standardisation",
+    "fold_standardisation",
+    "TASKS",
+]
 
 TASKS = ("age", "ad")
 SPLITS = ("train", "val", "test")
@@ -59,7 +73,8 @@ class FitResult:
         history: one row per epoch: ``epoch``, ``train_loss``, ``val_loss``, the validation
             metrics (``val_mae``, ``val_rmse``, ``val_r`` or ``val_auc``,
             ``val_balanced_accuracy``), ``lr`` (at the epoch's end) and ``seconds``.
-        best_state: the model's state dict at the best validation epoch (on the CPU).
+        best_state: the model's state dict at the best validation epoch (on the CPU); with a
+            frozen encoder, after the feature standardisation is folded into the projection.
         metrics: validation and test metrics of that model (``val_mae``, ``test_mae``, ...).
         seconds: wall time of the whole call.
         best_epoch: the epoch whose weights were kept.
@@ -151,6 +166,47 @@ def _features(model: nn.Module, volumes: torch.Tensor, batch_size: int, device) 
             with _autocast(device):
                 chunks.append(model.slice_features(volumes[start : start + batch_size].float()))
         return torch.cat(chunks).float()
+
+
+def feature_standardisation(
+    features: torch.Tensor, eps: float = 1e-6
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-dimension mean and standard deviation ``(E,)`` over every slice of ``(n, S, E)``.
+
+    The standard deviation is floored at ``eps`` so that constant dimensions divide safely.
+    """
+    flat = features.reshape(-1, features.shape[-1]).double()  # (n * S, E)
+    mean, std = flat.mean(dim=0), flat.std(dim=0, correction=0).clamp_min(eps)
+    return mean.float(), std.float()
+
+
+@torch.no_grad()
+def fold_standardisation(project: nn.Linear, mean: torch.Tensor, std: torch.Tensor) -> None:
+    """Fold ``(x - mean) / std`` into ``project`` in place: afterwards ``project(x)`` is the old
+    ``project((x - mean) / std)``; ``mean``, ``std`` are ``(E,)``, ``project.weight`` ``(D, E)``.
+    """
+    project.weight.div_(std.to(project.weight))  # W' = W / std
+    project.bias.sub_(project.weight @ mean.to(project.weight))  # b' = b - W' mean
+
+
+def _frozen_inputs(model: nn.Module, x_train, x_val, batch_size, device, feature_cache: bool):
+    """Training inputs for a frozen encoder, standardised with train-split feature statistics.
+
+    Returns ``(x_train, x_val, forward, (mean, std))``: with ``feature_cache`` the inputs are
+    standardised features ``(n, S, E)`` and ``forward`` runs the rest of the model on them;
+    without, the inputs stay volumes and ``forward`` encodes and standardises at every step.
+    """
+    train_features = _features(model, x_train, batch_size, device)  # (n, S, E)
+    mean, std = feature_standardisation(train_features)
+    if not feature_cache:
+
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            return model.forward_features((model.slice_features(x) - mean) / std)
+
+        return x_train, x_val, forward, (mean, std)
+    val_features = _features(model, x_val, batch_size, device)
+    scaled = ((train_features - mean) / std, (val_features - mean) / std)
+    return *scaled, model.forward_features, (mean, std)
 
 
 # ---------------------------------------------------------------- evaluation
@@ -290,7 +346,8 @@ def fit(
         seed: seeds the initial RNG state, batch order and dropout.
         device: ``"cuda"``, ``"cpu"``; ``None`` picks CUDA when available.
         freeze_encoder: keep the 2D encoder fixed (its parameters are left with
-            ``requires_grad=False``); train the rest.
+            ``requires_grad=False``); train the rest on its features standardised with the
+            training slices' statistics, folded into ``model.project`` on return.
         patience: epochs without a better val loss before stopping (``None``: never stop early).
         progress: show a tqdm bar over epochs.
         checkpoint: a file to save the training state to after each epoch and resume from.
@@ -322,11 +379,11 @@ def fit(
     y_val = torch.from_numpy(_targets(cohort, val_rows, task)).to(device)
     loss_fn = _loss_function(task, model, y_train_np, device)
     x_train, x_val = _volumes(cohort, train_rows, device), _volumes(cohort, val_rows, device)
-    forward = model
-    if freeze_encoder and feature_cache:
-        x_train = _features(model, x_train, batch_size, device)  # (n, S, E)
-        x_val = _features(model, x_val, batch_size, device)
-        forward = model.forward_features
+    forward, scaling = model, None
+    if freeze_encoder:
+        x_train, x_val, forward, scaling = _frozen_inputs(
+            model, x_train, x_val, batch_size, device, feature_cache
+        )
 
     steps_per_epoch = math.ceil(len(train_rows) / batch_size)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -370,6 +427,8 @@ def fit(
 
     if state["best_state"] is not None:
         model.load_state_dict(state["best_state"])
+    if scaling is not None:
+        fold_standardisation(model.project, *scaling)
     model.task = task
     metrics = {}
     for split in ("val", "test"):
@@ -378,7 +437,7 @@ def fit(
             metrics.update({f"{split}_{k}": v for k, v in found.items()})
     return FitResult(
         history=pd.DataFrame(state["history"]),
-        best_state=state["best_state"] or _cpu_state(model),
+        best_state=_cpu_state(model),
         metrics=metrics,
         seconds=time.perf_counter() - started,
         best_epoch=state["best_epoch"],

@@ -9,7 +9,14 @@ import torch
 
 from slicemri_lite.data import Cohort
 from slicemri_lite.models import Conv3DNet, SliceSetNet
-from slicemri_lite.train import age_metrics, evaluate, fit, predict
+from slicemri_lite.train import (
+    age_metrics,
+    evaluate,
+    feature_standardisation,
+    fit,
+    fold_standardisation,
+    predict,
+)
 
 SHAPE = (18, 22, 20)
 
@@ -128,6 +135,45 @@ def test_cached_features_train_like_a_frozen_encoder():
     _same_run(slow, fast)
     for key, value in slow_model.encoder.state_dict().items():
         torch.testing.assert_close(value, encoder_before[key], rtol=0, atol=0)
+
+
+def test_folded_standardisation_gives_the_standardised_head_on_raw_volumes():
+    cohort = tiny_cohort(8)
+    model = scratch_net(aggregation="attention").eval()
+    x = torch.from_numpy(cohort.volumes)[:, None]  # (n, 1, X, Y, Z)
+    with torch.no_grad():
+        features = model.slice_features(x)  # (n, S, E)
+        mean, std = feature_standardisation(features)
+        scaled = (features - mean) / std
+        torch.testing.assert_close(
+            scaled.mean(dim=(0, 1)), torch.zeros_like(mean), atol=1e-5, rtol=0
+        )
+        torch.testing.assert_close(scaled.std(dim=(0, 1), correction=0), torch.ones_like(std))
+        expected = model.forward_features(scaled)
+        fold_standardisation(model.project, mean, std)
+        torch.testing.assert_close(model(x), expected, rtol=1e-5, atol=1e-4)
+
+
+def test_frozen_fit_returns_a_raw_volume_model_scoring_like_its_history():
+    cohort = tiny_cohort(16)
+    result = fit(scratch_net(), cohort, epochs=3, batch_size=4, freeze_encoder=True, **QUIET)
+    # history: unfolded model on standardised features; metrics: folded model on volumes
+    best = result.history.iloc[result.best_epoch - 1]
+    assert result.metrics["val_mae"] == pytest.approx(best["val_mae"], rel=1e-5)
+
+
+def test_a_random_init_frozen_encoder_learns_the_planted_age_signal():
+    cohort = tiny_cohort(32)
+    table = cohort.table
+    train_age = table.loc[table["split"] == "train", "age"]
+    val_age = table.loc[table["split"] == "val", "age"]
+    mean_loss = (((val_age - train_age.mean()) / train_age.std(ddof=0)) ** 2).mean()
+    torch.manual_seed(0)
+    model = SliceSetNet("efficientnet_lite0", pretrained=False, volume_shape=SHAPE, embed_dim=16)
+    result = fit(
+        model, cohort, epochs=12, batch_size=4, freeze_encoder=True, patience=None, **QUIET
+    )
+    assert result.history["val_loss"].min() < 0.5 * mean_loss
 
 
 def test_ad_task_gives_probabilities_and_classification_metrics():
