@@ -21,6 +21,7 @@ _SUBMODULES = (
     "grid",
     "env",
     "bench",
+    "metrics",
     "experiments",
 )
 

@@ -1,4 +1,4 @@
-"""Brain-age baselines for the experiment grid, and the age metrics every model is scored by.
+"""Brain-age baselines for the experiment grid.
 
 - ``MeanAge``: predicts the training subjects' mean age for everyone. Any model
   worth its compute must beat it.
@@ -17,32 +17,11 @@ import numpy as np
 
 from slicemri_lite.baseline import downsample_volumes
 from slicemri_lite.data import Cohort
+from slicemri_lite.metrics import age_metrics
 
-__all__ = ["MeanAge", "VoxelRidge", "age_metrics"]
+__all__ = ["MeanAge", "VoxelRidge"]
 
 DEFAULT_ALPHAS = tuple(float(a) for a in np.logspace(-2, 6, 17))
-
-
-def age_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    """Mean absolute error, root mean squared error (years) and Pearson r.
-
-    ``r`` is NaN when either side is constant (e.g. the mean baseline), as it is undefined.
-    """
-    y_true = np.asarray(y_true, dtype=float).ravel()
-    y_pred = np.asarray(y_pred, dtype=float).ravel()
-    if y_true.shape != y_pred.shape or y_true.size == 0:
-        raise ValueError(
-            f"'y_true' and 'y_pred' must be non-empty and the same length; "
-            f"got {y_true.size} and {y_pred.size}."
-        )
-    error = y_pred - y_true
-    constant = np.ptp(y_true) == 0 or np.ptp(y_pred) == 0
-    r = float("nan") if constant else float(np.corrcoef(y_true, y_pred)[0, 1])
-    return {
-        "mae": float(np.mean(np.abs(error))),
-        "rmse": float(np.sqrt(np.mean(error**2))),
-        "r": r,
-    }
 
 
 @dataclass

@@ -37,9 +37,9 @@ import torch
 from slicemri_lite.compare import run_label, summarize
 from slicemri_lite.data import Cohort
 from slicemri_lite.encoders import OfflineWeightsError
+from slicemri_lite.metrics import age_metrics
 from slicemri_lite.profiles import Profile, get_profile
 from slicemri_lite.runs import NETWORKS, FeatureCache, run_config, run_frozen
-from slicemri_lite.train import age_metrics
 
 __all__ = [
     "COLUMNS",

@@ -44,7 +44,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from slicemri_lite.baselines import age_metrics
+from slicemri_lite.metrics import ad_metrics, age_metrics
 
 if TYPE_CHECKING:
     from slicemri_lite.data import Cohort
@@ -91,18 +91,6 @@ class FitResult:
 
 
 # ---------------------------------------------------------------- metrics
-
-
-def ad_metrics(is_ad: np.ndarray, probability: np.ndarray) -> dict[str, float]:
-    """ROC AUC and balanced accuracy (threshold 0.5); AUC is NaN when one class is absent."""
-    from sklearn.metrics import balanced_accuracy_score, roc_auc_score
-
-    is_ad, probability = np.asarray(is_ad, int), np.asarray(probability, float)
-    both = len(np.unique(is_ad)) == 2
-    return {
-        "auc": float(roc_auc_score(is_ad, probability)) if both else np.nan,
-        "balanced_accuracy": float(balanced_accuracy_score(is_ad, probability >= 0.5)),
-    }
 
 
 def _metrics(task: str, target: np.ndarray, output: np.ndarray) -> dict[str, float]:

@@ -11,9 +11,10 @@ from scipy import stats
 
 from slicemri_lite import compare, runs
 from slicemri_lite import experiments as ex
-from slicemri_lite.baselines import MeanAge, VoxelRidge, age_metrics
+from slicemri_lite.baselines import MeanAge, VoxelRidge
 from slicemri_lite.data import Cohort
 from slicemri_lite.encoders import OfflineWeightsError
+from slicemri_lite.metrics import age_metrics
 from slicemri_lite.profiles import get_profile
 
 
