@@ -23,6 +23,8 @@ from slicemri_lite.encoders import (
     classify_image,
     paper_cnn,
 )
+from slicemri_lite.geometry import AXES as GEOMETRY_AXES
+from slicemri_lite.geometry import axis_index
 
 __all__ = [
     "SliceSetNet",
@@ -34,7 +36,7 @@ __all__ = [
     "AGGREGATIONS",
 ]
 
-AXES = ("sagittal", "coronal", "axial")  # slice along X, Y, Z
+AXES = tuple(GEOMETRY_AXES)  # ("sagittal", "coronal", "axial"): slice along X, Y, Z
 POSITIONS = ("none", "learned", "sinusoidal")
 AGGREGATIONS = ("mean", "max", "attention")
 
@@ -76,9 +78,20 @@ class AttentionPool(nn.Module):
 class _TargetScaled(nn.Module):
     """Adds the target scaling buffers that ``fit`` sets for regression."""
 
-    def _init_target_buffers(self, n_outputs: int) -> None:
+    def _init_head(self, embed_dim: int, n_outputs: int, dropout: float) -> None:
+        """Dropout + linear head, bias 0 (= the training mean once ``fit`` sets the buffers)."""
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(embed_dim, n_outputs))
+        nn.init.zeros_(self.head[1].bias)
         self.register_buffer("target_mean", torch.zeros(n_outputs))
         self.register_buffer("target_std", torch.ones(n_outputs))
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        """Refuse anything but ``(B, 1, *volume_shape)``."""
+        if x.ndim != 5 or x.shape[1] != 1 or tuple(x.shape[2:]) != self.volume_shape:
+            raise ValueError(
+                f"input must be (B, 1, {', '.join(map(str, self.volume_shape))}); "
+                f"{tuple(x.shape)} was provided."
+            )
 
     def _unscale(self, out: torch.Tensor) -> torch.Tensor:
         return out.float() * self.target_std + self.target_mean
@@ -121,7 +134,7 @@ class SliceSetNet(_TargetScaled):
             raise ValueError(f"'volume_shape' must be (X, Y, Z); {volume_shape!r} was provided.")
         self.encoder_name, self.axis, self.position = encoder, axis, position
         self.aggregation, self.volume_shape = aggregation, tuple(volume_shape)
-        self.n_slices = self.volume_shape[AXES.index(axis)]
+        self.n_slices = self.volume_shape[axis_index(axis)]
         self.encoder = build_encoder(encoder, pretrained=pretrained)
         self.project = nn.Linear(self.encoder.out_dim, embed_dim)
         if position == "learned":
@@ -131,18 +144,12 @@ class SliceSetNet(_TargetScaled):
             self.register_buffer("position_codes", sinusoidal_positions(self.n_slices, embed_dim))
         self.norm = nn.LayerNorm(embed_dim)
         self.pool = AttentionPool(embed_dim) if aggregation == "attention" else None
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(embed_dim, n_outputs))
-        nn.init.zeros_(self.head[1].bias)  # the training mean, once fit sets target_mean
-        self._init_target_buffers(n_outputs)
+        self._init_head(embed_dim, n_outputs, dropout)
 
     def to_slices(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 1, X, Y, Z)`` -> ``(B * S, 1, H, W)``: every slice along ``axis`` as one image."""
-        if x.ndim != 5 or x.shape[1] != 1 or tuple(x.shape[2:]) != self.volume_shape:
-            raise ValueError(
-                f"input must be (B, 1, {', '.join(map(str, self.volume_shape))}); "
-                f"{tuple(x.shape)} was provided."
-            )
-        dim = 2 + AXES.index(self.axis)
+        self._check_input(x)
+        dim = 2 + axis_index(self.axis)
         x = x.movedim(dim, 1)  # (B, S, 1, H, W)
         slices = x.reshape(-1, 1, *x.shape[-2:])  # (B*S, 1, H, W)
         fmt = torch.channels_last if slices.is_cuda else torch.contiguous_format
@@ -216,17 +223,11 @@ class Conv3DNet(_TargetScaled):
         super().__init__()
         self.volume_shape = tuple(volume_shape)
         self.features = paper_cnn(3, channels, embed_dim)
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(embed_dim, n_outputs))
-        nn.init.zeros_(self.head[1].bias)
-        self._init_target_buffers(n_outputs)
+        self._init_head(embed_dim, n_outputs, dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 1, X, Y, Z)`` -> ``(B, n_outputs)``."""
-        if x.ndim != 5 or x.shape[1] != 1 or tuple(x.shape[2:]) != self.volume_shape:
-            raise ValueError(
-                f"input must be (B, 1, {', '.join(map(str, self.volume_shape))}); "
-                f"{tuple(x.shape)} was provided."
-            )
+        self._check_input(x)
         if x.is_cuda:
             x = x.contiguous(memory_format=torch.channels_last_3d)
         return self._unscale(self.head(self.features(x)))
