@@ -19,7 +19,7 @@ PROFILE ?= auto
 help:
 	@echo "make book       set up .venv, build the synthetic data, execute every chapter, render _build/html"
 	@echo "make test       set up .venv, run unit tests, every chapter at PROFILE=smoke, and a strict book build"
-	@echo "make test-fast  unit tests only (no chapters)"
+	@echo "make test-fast  unit tests only (no chapters, no slow tests)"
 	@echo "make lint       ruff check + format check;  make format  to fix"
 	@echo "make strip      clear outputs from book/*.ipynb before committing"
 
@@ -46,7 +46,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not notebooks"
+	$(BIN)/python -m pytest -m "not notebooks and not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

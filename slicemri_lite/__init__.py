@@ -18,7 +18,6 @@ _SUBMODULES = (
     "profiles",
     "viz",
     "geometry",
-    "grid",
     "env",
     "bench",
     "metrics",

@@ -22,9 +22,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from slicemri_lite.grid import grid_shape
+from slicemri_lite.atomic import write_text_atomic
+from slicemri_lite.env import autocast
+from slicemri_lite.geometry import grid_shape
 from slicemri_lite.models import SliceSetNet
-from slicemri_lite.train import _autocast
 
 __all__ = ["benchmark", "main"]
 
@@ -57,7 +58,7 @@ def _train_step(module: nn.Module, x: torch.Tensor, device: torch.device):
     optimizer = torch.optim.AdamW(module.parameters(), lr=1e-4)
 
     def step():
-        with _autocast(device):
+        with autocast(device):
             loss = module(x).float().square().mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -69,7 +70,7 @@ def _train_step(module: nn.Module, x: torch.Tensor, device: torch.device):
 def _infer_step(module: nn.Module, x: torch.Tensor, device: torch.device):
     @torch.no_grad()
     def step():
-        with _autocast(device):
+        with autocast(device):
             module(x)
 
     return step
@@ -145,8 +146,7 @@ def main(argv: list[str] | None = None) -> dict:
     text = json.dumps(result, indent=2)
     print(text)
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+        write_text_atomic(args.out, text + "\n")
     return result
 
 

@@ -1,18 +1,48 @@
-"""The ``Cohort`` container: MRI volumes, their participant table and their geometry."""
+"""The ``Cohort``: MRI volumes, their participant table and geometry, and its on-disk cache.
+
+Layout of a cache folder::
+
+    volumes.npy          (N, X, Y, Z) float16/float32, memory-mappable
+    effect_<name>.npy    (X, Y, Z) float32 ground-truth maps (synthetic cohorts)
+    participants.tsv     one row per volume
+    meta.json            affine, grid, resolution, source, generator arguments,
+                         format version and a SHA-256 checksum of every file above
+
+The folder is written through ``slicemri_lite.atomic.atomic_path``: into a temporary
+folder renamed into place only when complete, so a reader never sees half a cohort.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["Cohort", "REQUIRED_COLUMNS", "DIAGNOSES", "SPLITS"]
+from slicemri_lite.atomic import atomic_path
+from slicemri_lite.validation import check_choice
+
+__all__ = [
+    "Cohort",
+    "CohortCacheError",
+    "DIAGNOSES",
+    "FORMAT_VERSION",
+    "REQUIRED_COLUMNS",
+    "SPLITS",
+    "TASKS",
+    "load_cohort",
+    "save_cohort",
+    "verify_cohort",
+]
 
 REQUIRED_COLUMNS = ("participant_id", "age", "sex", "diagnosis", "split")
 DIAGNOSES = ("CN", "AD")
 SPLITS = ("train", "val", "test")
+TASKS = ("age", "ad")  # what a model predicts from a cohort: age in years, or AD vs CN
 
 
 @dataclass
@@ -54,7 +84,16 @@ class Cohort:
 
     def indices(self, split: str) -> np.ndarray:
         """Row indices of one split ("train", "val" or "test")."""
+        check_choice("split", split, SPLITS)
         return np.flatnonzero(self.table["split"].to_numpy() == split)
+
+    def targets(self, task: str, rows=None) -> np.ndarray:
+        """``(n,)`` float32 targets of ``rows`` (default all): age in years, or 1.0 for AD."""
+        check_choice("task", task, TASKS)
+        table = self.table if rows is None else self.table.iloc[np.asarray(rows, dtype=int)]
+        if task == "age":
+            return table["age"].to_numpy(np.float32)
+        return (table["diagnosis"].to_numpy() == "AD").astype(np.float32)
 
     def subset(self, rows) -> Cohort:
         """A new cohort holding only ``rows`` (integer positions), in that order."""
@@ -64,14 +103,185 @@ class Cohort:
             table=self.table.iloc[rows].reset_index(drop=True),
             affine=self.affine.copy(),
             effects=self.effects,
-            meta=dict(self.meta),
+            # a subset's content differs from the cache's: drop the cache's checksum
+            meta={k: v for k, v in self.meta.items() if k != "volumes_sha256"},
         )
 
     def save(self, path: str | os.PathLike, overwrite: bool = False):
         """Write the cohort cache to the directory ``path`` atomically; returns the path.
 
-        See :func:`slicemri_lite.cache.save_cohort`.
+        See :func:`save_cohort`.
         """
-        from slicemri_lite.cache import save_cohort
-
         return save_cohort(self, path, overwrite=overwrite)
+
+
+# ----------------------------------------------------------------------------- the cache
+
+FORMAT = "slicemri-lite cohort"
+FORMAT_VERSION = 1
+_CACHE_KEYS = (
+    "format",
+    "format_version",
+    "files",
+    "n_volumes",
+    "shape",
+    "dtype",
+    "affine",
+    "cache",
+    "volumes_sha256",
+)
+
+
+class CohortCacheError(RuntimeError):
+    """A cohort cache folder is missing, incomplete or damaged."""
+
+
+def sha256_file(path: Path, chunk: int = 1 << 23) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_cohort(cohort: Cohort) -> None:
+    missing = [c for c in REQUIRED_COLUMNS if c not in cohort.table.columns]
+    if missing:
+        raise ValueError(
+            f"the cohort table lacks the columns {missing}; it has {list(cohort.table.columns)}."
+        )
+    if cohort.volumes.ndim != 4 or len(cohort.volumes) != len(cohort.table):
+        raise ValueError(
+            f"volumes must be (N, X, Y, Z) with N = {len(cohort.table)} table rows; "
+            f"got shape {cohort.volumes.shape}."
+        )
+    if cohort.volumes.dtype not in (np.float16, np.float32):
+        raise ValueError(
+            f"volumes must be float16 or float32; {cohort.volumes.dtype} was provided."
+        )
+
+
+def _write_folder(cohort: Cohort, folder: Path) -> None:
+    np.save(folder / "volumes.npy", np.ascontiguousarray(cohort.volumes))
+    for name, effect in cohort.effects.items():
+        np.save(folder / f"effect_{name}.npy", np.asarray(effect, dtype=np.float32))
+    cohort.table.to_csv(folder / "participants.tsv", sep="\t", index=False)
+    files = sorted(p.name for p in folder.iterdir())
+    meta = {k: v for k, v in cohort.meta.items() if k not in _CACHE_KEYS}
+    meta.update(
+        format=FORMAT,
+        format_version=FORMAT_VERSION,
+        n_volumes=len(cohort),
+        shape=list(cohort.shape),
+        dtype=str(cohort.volumes.dtype),
+        affine=np.asarray(cohort.affine, dtype=float).tolist(),
+        files={name: sha256_file(folder / name) for name in files},
+    )
+    with open(folder / "meta.json", "w") as f:
+        json.dump(meta, f, indent=2, default=str)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def save_cohort(cohort: Cohort, path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Write ``cohort`` to the folder ``path``: into a temporary folder first, then renamed.
+
+    Args:
+        cohort: the cohort to save.
+        path: the cache folder to create.
+        overwrite: replace an existing folder at ``path`` (else refuse).
+
+    Returns:
+        ``path`` as a ``Path``.
+    """
+    _check_cohort(cohort)
+    path = Path(path).expanduser()
+    with atomic_path(path, directory=True, overwrite=overwrite) as folder:
+        _write_folder(cohort, folder)
+    return path
+
+
+def _read_meta(path: Path) -> dict:
+    hint = "Delete the folder and build the cohort again (see data_scripts/README.md)."
+    if not path.is_dir():
+        raise CohortCacheError(f"no cohort cache at {path}: the folder does not exist. {hint}")
+    meta_file = path / "meta.json"
+    if not meta_file.is_file():
+        raise CohortCacheError(
+            f"{path} is not a complete cohort cache: meta.json is missing (the write was "
+            f"interrupted, or this is not a cohort folder). {hint}"
+        )
+    try:
+        meta = json.loads(meta_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CohortCacheError(f"{meta_file} is damaged ({err}). {hint}") from err
+    if meta.get("format") != FORMAT or not isinstance(meta.get("files"), dict):
+        raise CohortCacheError(
+            f"{meta_file} does not describe a slicemri-lite cohort cache. {hint}"
+        )
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CohortCacheError(
+            f"{path} has cache format version {meta.get('format_version')!r}; this version of "
+            f"slicemri-lite reads version {FORMAT_VERSION}. {hint}"
+        )
+    return meta
+
+
+def verify_cohort(path: str | os.PathLike) -> dict:
+    """Check every file of the cache at ``path`` against its checksum; return its meta.
+
+    Raises:
+        CohortCacheError: naming the first missing or changed file and the fix.
+    """
+    path = Path(path).expanduser()
+    meta = _read_meta(path)
+    for name, expected in meta["files"].items():
+        file = path / name
+        if not file.is_file():
+            raise CohortCacheError(
+                f"{path} is damaged: {name} is missing. Delete the folder and build the cohort again."
+            )
+        if sha256_file(file) != expected:
+            raise CohortCacheError(
+                f"{path} is damaged: the checksum of {name} does not match meta.json (the file "
+                "changed or was cut short after it was written). Delete the folder and build "
+                "the cohort again."
+            )
+    return meta
+
+
+def load_cohort(path: str | os.PathLike, mmap: bool = True, verify: bool = True) -> Cohort:
+    """Load a cohort cache folder written by :func:`save_cohort`.
+
+    Args:
+        path: the cache folder.
+        mmap: map ``volumes.npy`` read-only instead of reading it into memory.
+        verify: check every file's SHA-256 against ``meta.json`` first (reads each file once).
+
+    Returns:
+        The cohort; ``volumes`` is ``(N, X, Y, Z)`` as saved.
+    """
+    path = Path(path).expanduser()
+    meta = verify_cohort(path) if verify else _read_meta(path)
+    volumes = np.load(path / "volumes.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
+    table = pd.read_csv(
+        path / "participants.tsv",
+        sep="\t",
+        keep_default_na=False,
+        na_values=[""],
+        dtype={"participant_id": str, "sex": str, "diagnosis": str, "split": str},
+    )
+    if volumes.shape != (meta["n_volumes"], *meta["shape"]) or len(table) != meta["n_volumes"]:
+        raise CohortCacheError(
+            f"{path} is damaged: volumes.npy is {volumes.shape} and participants.tsv has "
+            f"{len(table)} rows, but meta.json says {meta['n_volumes']} volumes of {meta['shape']}."
+        )
+    effects = {
+        name[len("effect_") : -len(".npy")]: np.load(path / name, allow_pickle=False)
+        for name in sorted(meta["files"])
+        if name.startswith("effect_")
+    }
+    cohort_meta = {k: v for k, v in meta.items() if k not in _CACHE_KEYS}
+    cohort_meta["cache"] = str(path)
+    cohort_meta["volumes_sha256"] = meta["files"]["volumes.npy"]  # identifies the content
+    return Cohort(volumes, table, np.array(meta["affine"]), effects, cohort_meta)

@@ -4,7 +4,7 @@ Contract (see DESIGN.md): ``Cohort``, ``load_cohort``, ``synthetic_cohort``,
 ``oasis_cohort``, ``prepare_nifti``, ``split_subjects``, plus ``open_cohort``, the one
 call chapters and experiments use to get a cohort by name, built once and cached.
 
-The pieces live in small modules (``cohort``, ``cache``, ``splits``, ``grid``,
+The pieces live in small modules (``cohort`` (with its cache), ``splits``, ``geometry``,
 ``synthetic``, ``oasis``, ``nifti``); this module gathers their public names.
 """
 
@@ -13,9 +13,18 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from slicemri_lite.cache import CohortCacheError, load_cohort, save_cohort, verify_cohort
-from slicemri_lite.cohort import DIAGNOSES, REQUIRED_COLUMNS, SPLITS, Cohort
-from slicemri_lite.grid import grid_affine, grid_brain_mask, grid_shape
+from slicemri_lite.cohort import (
+    DIAGNOSES,
+    REQUIRED_COLUMNS,
+    SPLITS,
+    TASKS,
+    Cohort,
+    CohortCacheError,
+    load_cohort,
+    save_cohort,
+    verify_cohort,
+)
+from slicemri_lite.geometry import grid_affine, grid_brain_mask, grid_shape
 from slicemri_lite.nifti import NiftiInputError, prepare_nifti
 from slicemri_lite.oasis import oasis_cohort
 from slicemri_lite.splits import split_subjects
@@ -33,6 +42,7 @@ __all__ = [
     "NiftiInputError",
     "REQUIRED_COLUMNS",
     "SPLITS",
+    "TASKS",
     "SyntheticConfig",
     "cohort_cache_path",
     "grid_affine",

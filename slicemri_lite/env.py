@@ -6,7 +6,14 @@ import os
 import platform
 from pathlib import Path
 
-__all__ = ["about", "data_dir", "package_versions", "default_device"]
+__all__ = [
+    "about",
+    "autocast",
+    "data_dir",
+    "default_device",
+    "package_versions",
+    "resolve_device",
+]
 
 DATA_DIR_ENV = "SLICEMRI_DATA"
 
@@ -28,6 +35,25 @@ def default_device() -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_device(device=None):
+    """``device`` as a ``torch.device``; ``None`` picks CUDA when available, else the CPU."""
+    import torch
+
+    return torch.device(device or default_device())
+
+
+def autocast(device):
+    """Mixed precision on CUDA (bf16, or fp16 where bf16 is unsupported); a no-op elsewhere."""
+    import contextlib
+
+    import torch
+
+    if torch.device(device).type != "cuda":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
 
 
 def package_versions() -> dict[str, str]:

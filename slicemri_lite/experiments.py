@@ -24,9 +24,8 @@ import argparse
 import math
 import os
 import sys
-import tempfile
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
 
@@ -34,12 +33,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from slicemri_lite.compare import run_label, summarize
-from slicemri_lite.data import Cohort
+from slicemri_lite.atomic import write_csv_atomic, write_json_atomic
+from slicemri_lite.cohort import Cohort
+from slicemri_lite.compare import summarize
 from slicemri_lite.encoders import OfflineWeightsError
+from slicemri_lite.features import slice_features
 from slicemri_lite.metrics import age_metrics
 from slicemri_lite.profiles import Profile, get_profile
-from slicemri_lite.runs import NETWORKS, FeatureCache, run_config, run_frozen
+from slicemri_lite.runs import NETWORKS, ModelConfig, RunSpec, run_config
+from slicemri_lite.validation import check_choice
 
 __all__ = [
     "COLUMNS",
@@ -53,8 +55,6 @@ __all__ = [
     "grid_configs",
     "main",
     "subset_rows",
-    "train_subset",
-    "write_csv_atomic",
 ]
 
 RUN_KEYS = ["model", "encoder", "init", "mode", "train_size", "seed"]
@@ -72,49 +72,6 @@ COLUMNS = [
     "seconds",
     "versions",
 ]
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """What is trained: ``model`` ("mean", "ridge", "conv3d", "sliceset"), its 2D
-    ``encoder``, the encoder's ``init`` ("imagenet"/"random") and ``mode``
-    ("frozen": only position, pooling and head learn; "finetune": every weight
-    learns). Baselines use "-" for the fields that don't apply."""
-
-    model: str
-    encoder: str = "-"
-    init: str = "-"
-    mode: str = "-"
-
-    @property
-    def label(self) -> str:
-        """A short human name, e.g. ``"efficientnet_lite0 imagenet frozen"``."""
-        return run_label(self.model, self.encoder, self.init, self.mode)
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """One cell of the grid: a model configuration, a training-set size and a seed."""
-
-    config: ModelConfig
-    train_size: int
-    seed: int
-    epochs: int | None = None  # the most epochs to train; None: the profile's
-    batch_size: int | None = None  # volumes per step; None: the profile's
-    patience: int = 5  # epochs without a better validation loss before stopping
-
-    def key(self) -> dict:
-        """The run's identifying columns."""
-        return {**asdict(self.config), "train_size": self.train_size, "seed": self.seed}
-
-    def n_epochs(self, profile: Profile) -> int:
-        """Epochs this run trains for (an upper bound when early stopping is on)."""
-        return profile.epochs if self.epochs is None else self.epochs
-
-    def settings(self, profile: Profile) -> Profile:
-        """``profile`` with this run's epochs and batch size."""
-        batch_size = profile.batch_size if self.batch_size is None else self.batch_size
-        return replace(profile, epochs=self.n_epochs(profile), batch_size=batch_size)
 
 
 MEAN, RIDGE, CONV3D = ModelConfig("mean"), ModelConfig("ridge"), ModelConfig("conv3d")
@@ -157,6 +114,12 @@ def _frozen(*encoders: str) -> tuple[ModelConfig, ...]:
     return tuple(c for e in encoders for c in _slice_configs(e, "frozen"))
 
 
+def _probes(*encoders: str) -> tuple[ModelConfig, ...]:
+    """Linear probes: ridge on slice-averaged frozen features, ImageNet and random."""
+    return tuple(ModelConfig("probe", e, init, "frozen") for e in encoders
+                 for init in ("imagenet", "random"))  # fmt: skip
+
+
 def _finetune(*encoders: str) -> tuple[ModelConfig, ...]:
     return tuple(c for e in encoders for c in _slice_configs(e, "finetune"))
 
@@ -165,7 +128,7 @@ BASELINES = (MEAN, RIDGE)
 GRIDS: dict[str, tuple[GridBlock, ...]] = {
     # CI, seconds per run: every code path once, two seeds so that intervals are computed.
     "smoke": (
-        GridBlock((*BASELINES, *_frozen("resnet18", LITE0)), (8, ALL), (0, 1)),
+        GridBlock((*BASELINES, *_probes(LITE0), *_frozen("resnet18", LITE0)), (8, ALL), (0, 1)),
         GridBlock((SCRATCH, CONV3D, *_finetune("resnet18")), (8,), (0,), 1, equal_steps=False),
     ),
     # Two CPU cores, minutes: baselines and frozen Lite0 (ImageNet vs random) at every size
@@ -174,7 +137,7 @@ GRIDS: dict[str, tuple[GridBlock, ...]] = {
     # volumes per step to stay well under Binder's 2 GB; fine-tuning the 2D encoders (slow on a
     # CPU) only in the gpu grid.
     "cpu": (
-        GridBlock((*BASELINES, *_frozen(LITE0)), (25, 50, ALL), (0, 1, 2)),
+        GridBlock((*BASELINES, *_probes(LITE0), *_frozen(LITE0)), (25, 50, ALL), (0, 1, 2)),
         GridBlock(_frozen("resnet18"), (ALL,), (0, 1, 2)),
         GridBlock((SCRATCH, CONV3D), (25,), (0, 1, 2), 6, equal_steps=False, batch_size=2),
     ),
@@ -183,6 +146,7 @@ GRIDS: dict[str, tuple[GridBlock, ...]] = {
         GridBlock(
             (
                 *BASELINES,
+                *_probes("resnet18", LITE0),
                 CONV3D,
                 SCRATCH,
                 *_frozen("resnet18", LITE0),
@@ -205,8 +169,7 @@ def brain_age_grid(profile: str, n_train: int, seed_offset: int = 0) -> list[Run
 
     ``seed_offset`` shifts every seed (the chapters' ``SEED`` parameter).
     """
-    if profile not in GRIDS:
-        raise ValueError(f"'profile' must be one of {list(GRIDS)}; {profile!r} was provided.")
+    check_choice("profile", profile, GRIDS)
     if n_train < 2:
         raise ValueError(f"the cohort needs at least 2 training subjects; it has {n_train}.")
     profile_epochs = get_profile(profile).epochs
@@ -235,25 +198,6 @@ def subset_rows(cohort: Cohort, size: int, seed: int) -> np.ndarray:
         raise ValueError(f"'size' must be between 1 and {len(train)}; {size} was provided.")
     chosen = np.random.default_rng(seed).permutation(train)[:size]
     return np.sort(np.concatenate([chosen, cohort.indices("val"), cohort.indices("test")]))
-
-
-def train_subset(cohort: Cohort, size: int, seed: int) -> Cohort:
-    """The cohort with only ``subset_rows(cohort, size, seed)``."""
-    return cohort.subset(subset_rows(cohort, size, seed))
-
-
-def write_csv_atomic(frame: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Write ``frame`` to ``path`` so a reader never sees a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            frame.to_csv(handle, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _release_memory() -> None:
@@ -288,9 +232,10 @@ class Experiment:
         out: folder for ``results.csv`` and ``predictions.csv``; ``None`` keeps them in memory.
         progress: print one line per run.
         seed: seeds the random-init encoders whose frozen features are shared by all runs.
-        plan: every run this experiment will make, in any order; once none of the runs
-            still to come needs an encoder's cached features, they are freed. ``None``
-            keeps them all.
+
+    Frozen runs read the cohort's slice features from ``slicemri_lite.features``: the
+    encoder runs once per (cohort, encoder, weights, axis), on the first run that needs it
+    (its ``seconds`` include that pass), and never again, in this experiment or a later one.
     """
 
     def __init__(
@@ -301,14 +246,12 @@ class Experiment:
         out: str | os.PathLike | None = None,
         progress: bool = True,
         seed: int = 0,
-        plan: list[RunSpec] | None = None,
     ):
         self.cohort, self.profile, self.data = cohort, profile, str(data)
         self.out = None if out is None else Path(out)
         self.progress = progress
         self.rows: list[dict] = []
-        self.features = FeatureCache(cohort, profile.batch_size, profile.device, seed=seed)
-        self._to_come = None if plan is None else list(plan)
+        self.seed = seed
         self.prediction_frames: list[pd.DataFrame] = []
         self._context = {
             "profile": profile.name,
@@ -354,15 +297,10 @@ class Experiment:
         row["batch_size"] = settings.batch_size if network else 0
         row.update(self._context)
         try:
-            if spec.config.mode == "frozen":
-                features = self.features.get(spec.config.encoder, spec.config.init)
-                predicted, best_epoch = run_frozen(
-                    spec.config, cohort, features, rows, settings, spec.seed, spec.patience
-                )
-            else:
-                predicted, best_epoch = run_config(
-                    spec.config, cohort, settings, spec.seed, spec.patience
-                )
+            features = self._features(spec.config, rows)
+            predicted, best_epoch = run_config(
+                spec.config, cohort, settings, spec.seed, spec.patience, features
+            )
         except OfflineWeightsError:
             row["status"] = "skipped: weights unavailable offline"
         else:
@@ -371,19 +309,19 @@ class Experiment:
             row["best_epoch"] = best_epoch
             self._keep_predictions(spec, test, predicted)
         row["seconds"] = time.perf_counter() - tic
-        self._forget_unneeded_features(spec)
         _release_memory()
         self.rows.append(row)
         self._save()
         return row
 
-    def _forget_unneeded_features(self, done: RunSpec) -> None:
-        if self._to_come is None:
-            return
-        if done in self._to_come:
-            self._to_come.remove(done)
-        needed = {(s.config.encoder, s.config.init) for s in self._to_come}
-        self.features.keep_only(needed)
+    def _features(self, config: ModelConfig, rows: np.ndarray):
+        """The frozen features of ``rows`` for a frozen config (``None`` otherwise)."""
+        if not config.needs_features:
+            return None
+        spec = config.feature_spec(self.seed)
+        features = slice_features(self.cohort, spec, batch_size=self.profile.batch_size,
+                                  device=self.profile.device)  # fmt: skip
+        return features.subset(rows)
 
     def _keep_predictions(self, spec: RunSpec, test: pd.DataFrame, predicted) -> None:
         columns = {
@@ -411,14 +349,13 @@ def run_brain_age(
     prof = get_profile(profile)
     cohort = open_cohort(data, n_subjects=prof.n_subjects, resolution=prof.resolution, seed=seed)
     grid = brain_age_grid(prof.name, len(cohort.indices("train")), seed_offset=seed)
-    experiment = Experiment(cohort, prof, data, out, progress, seed, plan=grid)
+    experiment = Experiment(cohort, prof, data, out, progress, seed)
     experiment.run(grid)
     return experiment
 
 
 def _write_provenance(out: Path, argv: list[str], started: float, finished: bool) -> None:
     """``provenance.json``: how the table in ``out`` was made (written atomically)."""
-    import json
     import platform
     from datetime import datetime
 
@@ -433,11 +370,7 @@ def _write_provenance(out: Path, argv: list[str], started: float, finished: bool
         f"{torch.get_num_threads()}, cuda {'yes' if torch.cuda.is_available() else 'no'}",
         "versions": package_versions(),
     }
-    out.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".provenance.", dir=out)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(record, handle, indent=2)
-    os.replace(tmp, out / "provenance.json")
+    write_json_atomic(out / "provenance.json", record)
 
 
 def main(argv: list[str] | None = None) -> int:

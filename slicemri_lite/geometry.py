@@ -1,10 +1,18 @@
-"""Voxel grids and world coordinates: affines, orientation codes and slicing axes.
+"""Voxel grids and world coordinates: the library's grids, affines, orientation and slicing axes.
+
+**The grids.** Every cohort lives on FSL's MNI152 box. At 2 mm it is the paper's grid:
+91 x 109 x 91 voxels, FSL's ``MNI152_T1_2mm`` affine (x runs from right to left, as FSL
+stores it). ``resolution=4`` covers the same box with 46 x 55 x 46 voxels for CPU work.
+Nothing else in the library assumes a fixed shape: a cohort carries its own affine, and
+``voxel_size(affine)`` reads the voxel size from it.
+
+**Voxel order.**
 
 Volumes are ``(X, Y, Z)`` arrays (or ``(..., X, Y, Z)`` stacks of them) in a
 canonical-like voxel order: the first voxel axis runs left <-> right, the second
 posterior -> anterior, the third inferior -> superior. Both RAS+ (nilearn's
 MNI152 templates, ``nibabel.as_closest_canonical``) and LAS (FSL's MNI152 grid,
-which the paper uses, see `slicemri_lite.grid`) follow it; they differ only in the sign of X, which the
+which the paper uses) follow it; they differ only in the sign of X, which the
 affine records. The three slicing axes are named after the anatomical planes
 they cut:
 
@@ -19,13 +27,23 @@ name          voxel axis  one slice is               slices on the 2 mm grid
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import nibabel as nib
 import numpy as np
 
+from slicemri_lite.validation import check_choice
+
 __all__ = [
     "AXES",
+    "RESOLUTIONS",
+    "check_resolution",
+    "grid_affine",
+    "grid_shape",
+    "grid_world_coords",
+    "grid_brain_mask",
+    "voxel_size",
     "axis_index",
     "voxel_to_world",
     "world_to_voxel",
@@ -35,13 +53,73 @@ __all__ = [
 ]
 
 AXES: dict[str, int] = {"sagittal": 0, "coronal": 1, "axial": 2}
+RESOLUTIONS = (2, 4)
+
+# FSL MNI152 2 mm: voxel (0, 0, 0) sits at (90, -126, -72) mm; the box spans
+# x in [-90, 90], y in [-126, 90], z in [-72, 108] mm.
+_ORIGIN_MM = np.array([90.0, -126.0, -72.0])
+_EXTENT_MM = np.array([180.0, 216.0, 180.0])
 
 
 def axis_index(axis: str) -> int:
     """Voxel axis (0, 1 or 2) of a slicing axis name ("sagittal", "coronal" or "axial")."""
-    if axis not in AXES:
-        raise ValueError(f"'axis' must be one of {list(AXES)}; {axis!r} was provided.")
-    return AXES[axis]
+    return AXES[check_choice("axis", axis, AXES)]
+
+
+# ----------------------------------------------------------------------------- the grids
+
+
+def check_resolution(resolution: int) -> int:
+    """Return ``resolution`` as an int, or raise naming the allowed values."""
+    return int(check_choice("resolution", resolution, RESOLUTIONS))
+
+
+def grid_affine(resolution: int = 2) -> np.ndarray:
+    """The ``(4, 4)`` voxel -> MNI mm affine of the grid at ``resolution`` mm (2 or 4)."""
+    r = check_resolution(resolution)
+    affine = np.diag([-float(r), float(r), float(r), 1.0])
+    affine[:3, 3] = _ORIGIN_MM
+    return affine
+
+
+def grid_shape(resolution: int = 2) -> tuple[int, int, int]:
+    """The grid's ``(X, Y, Z)``: ``(91, 109, 91)`` at 2 mm, ``(46, 55, 46)`` at 4 mm."""
+    r = check_resolution(resolution)
+    return tuple(int(v) for v in np.floor(_EXTENT_MM / r).astype(int) + 1)
+
+
+def grid_world_coords(resolution: int = 2) -> np.ndarray:
+    """MNI coordinates (mm) of every voxel centre: ``(X, Y, Z, 3)`` float32."""
+    shape = grid_shape(resolution)
+    ijk = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), axis=-1)
+    return voxel_to_world(ijk, grid_affine(resolution)).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=4)
+def grid_brain_mask(resolution: int = 2) -> np.ndarray:
+    """nilearn's MNI152 brain mask on the grid: ``(X, Y, Z)`` bool (read-only)."""
+    from nilearn.datasets import load_mni152_brain_mask
+    from nilearn.image import resample_img
+
+    img = resample_img(
+        load_mni152_brain_mask(resolution=2),
+        target_affine=grid_affine(resolution),
+        target_shape=grid_shape(resolution),
+        interpolation="nearest",  # the grids share the template's 2 mm lattice
+        force_resample=True,
+        copy_header=True,
+    )
+    mask = np.asarray(img.get_fdata()) > 0.5
+    mask.setflags(write=False)
+    return mask
+
+
+def voxel_size(affine) -> np.ndarray:
+    """Voxel edge lengths (mm) ``(3,)``: the norms of the affine's first three columns."""
+    return np.linalg.norm(_check_affine(affine)[:3, :3], axis=0)
+
+
+# ----------------------------------------------------------------------------- coordinates
 
 
 def _check_affine(affine) -> np.ndarray:

@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 from slicemri_lite.cohort import DIAGNOSES, Cohort
-from slicemri_lite.grid import check_resolution, grid_affine, grid_brain_mask, grid_shape
+from slicemri_lite.geometry import check_resolution, grid_affine, grid_brain_mask, grid_shape
 from slicemri_lite.splits import split_subjects
 
 __all__ = ["prepare_nifti", "resample_to_grid", "NiftiInputError", "check_image"]

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from slicemri_lite.cohort import Cohort
-from slicemri_lite.grid import check_resolution, grid_affine
+from slicemri_lite.geometry import check_resolution, grid_affine
 from slicemri_lite.nifti import resample_to_grid
 from slicemri_lite.splits import split_subjects
 

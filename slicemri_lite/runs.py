@@ -1,181 +1,161 @@
-"""Training one configuration of the experiment grid and predicting its test split.
+"""One run of an experiment grid: what is trained (``ModelConfig``), and training it.
 
-Every runner returns ``(predictions (n_test,), best_epoch)``: the epoch whose weights
-early stopping kept (0 for the baselines, which have no epochs). A best epoch equal to
-the last epoch means the network was still improving when its epochs ran out.
+``run_config`` trains one configuration on a cohort's train split (early stopping or
+penalty choice on val) and returns its test predictions. Models:
 
-``run_config`` trains the baselines and the networks end to end; ``run_frozen`` trains a
-slice model on top of a frozen 2D encoder whose slice features ``FeatureCache`` computed
-once for the whole cohort, so that every run with that encoder shares one encoder pass.
+- ``"mean"``: the training mean; ``"ridge"``: ``VoxelRidge`` on ~8 mm blocks;
+- ``"probe"``: a linear probe, ``Ridge`` on the frozen encoder's slice features averaged
+  over slices (penalty chosen on val, as for ``"ridge"``);
+- ``"sliceset"``: a ``SliceSetNet``; ``mode="frozen"`` trains position, pooling and head on
+  the cohort's frozen slice features (``slicemri_lite.features``, computed once per
+  cohort and encoder), ``mode="finetune"`` trains every weight end to end;
+- ``"conv3d"``: the 3D CNN, end to end.
+
+A config whose ``mode`` says frozen always trains frozen: it needs the features, and a
+frozen config without them is refused rather than fine-tuned.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
-from torch import nn
 
-from slicemri_lite.baselines import MeanAge, VoxelRidge
-from slicemri_lite.data import Cohort
-from slicemri_lite.encoders import OfflineWeightsError
+from slicemri_lite.baselines import MeanBaseline, Ridge, VoxelRidge
+from slicemri_lite.cohort import Cohort
+from slicemri_lite.features import FeatureSpec, SliceFeatures
 from slicemri_lite.models import Conv3DNet, SliceSetNet
 from slicemri_lite.profiles import Profile
-from slicemri_lite.train import feature_standardisation, fit, fold_standardisation, predict
+from slicemri_lite.train import fit, predict
+from slicemri_lite.validation import check_choice
 
-if TYPE_CHECKING:
-    from slicemri_lite.experiments import ModelConfig
+__all__ = ["MODELS", "NETWORKS", "ModelConfig", "RunSpec", "run_config", "run_label"]
 
-__all__ = ["NETWORKS", "FeatureCache", "FrozenEncoderNet", "run_config", "run_frozen"]
-
+MODELS = ("mean", "ridge", "probe", "conv3d", "sliceset")
 NETWORKS = ("conv3d", "sliceset")
+MODES = ("-", "frozen", "finetune")
+
+
+def run_label(model: str, encoder: str = "-", init: str = "-", mode: str = "-", **_) -> str:
+    """A short name for a configuration, e.g. ``"efficientnet_lite0 imagenet frozen"``."""
+    if model == "probe":
+        return f"{encoder} {init} probe"
+    if model != "sliceset":
+        return model
+    init = "" if encoder == "scratch" else f" {init}"
+    return f"{encoder}{init} {mode}"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What is trained.
+
+    Attributes:
+        model: one of ``MODELS``.
+        encoder: the 2D encoder of a slice model or probe (``"-"`` otherwise).
+        init: the encoder's initial weights, ``"imagenet"`` or ``"random"``.
+        mode: ``"frozen"`` (only position, pooling and head learn) or ``"finetune"``.
+    """
+
+    model: str
+    encoder: str = "-"
+    init: str = "-"
+    mode: str = "-"
+
+    def __post_init__(self):
+        check_choice("model", self.model, MODELS)
+        check_choice("mode", self.mode, MODES)
+        if self.model == "probe" and self.mode != "frozen":
+            raise ValueError("a 'probe' reads frozen features: its mode must be 'frozen'.")
+
+    @property
+    def label(self) -> str:
+        """A short human name, e.g. ``"efficientnet_lite0 imagenet frozen"``."""
+        return run_label(**asdict(self))
+
+    @property
+    def needs_features(self) -> bool:
+        """Whether the run trains on the cohort's frozen slice features."""
+        return self.mode == "frozen"
+
+    def feature_spec(self, seed: int = 0) -> FeatureSpec:
+        """The features a frozen run reads (random encoders are drawn under ``seed``)."""
+        return FeatureSpec(self.encoder, self.init, seed=seed)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One cell of a grid: a model configuration, a training-set size and a seed."""
+
+    config: ModelConfig
+    train_size: int
+    seed: int
+    epochs: int | None = None  # the most epochs to train; None: the profile's
+    batch_size: int | None = None  # volumes per step; None: the profile's
+    patience: int = 5  # epochs without a better validation loss before stopping
+
+    def key(self) -> dict:
+        """The run's identifying columns."""
+        return {**asdict(self.config), "train_size": self.train_size, "seed": self.seed}
+
+    def n_epochs(self, profile: Profile) -> int:
+        """Epochs this run trains for (an upper bound when early stopping is on)."""
+        return profile.epochs if self.epochs is None else self.epochs
+
+    def settings(self, profile: Profile) -> Profile:
+        """``profile`` with this run's epochs and batch size."""
+        batch_size = profile.batch_size if self.batch_size is None else self.batch_size
+        return replace(profile, epochs=self.n_epochs(profile), batch_size=batch_size)
 
 
 def run_config(
-    config: ModelConfig, cohort: Cohort, profile: Profile, seed: int, patience: int = 5
+    config: ModelConfig,
+    cohort: Cohort,
+    profile: Profile,
+    seed: int,
+    patience: int = 5,
+    features: SliceFeatures | None = None,
 ) -> tuple[np.ndarray, int]:
     """Train ``config`` on ``cohort``'s train split; ``(test predictions (n_test,), best_epoch)``.
 
-    ``profile`` gives the networks' epochs, batch size, learning rate and device;
-    ``patience`` is early stopping's, in epochs.
+    Args:
+        config: what to train.
+        cohort: train, val and test rows (a training subset already taken).
+        profile: the networks' epochs, batch size, learning rate and device.
+        seed: seeds the network's initial weights and batch order.
+        patience: early stopping's, in epochs.
+        features: the cohort's frozen slice features (same rows), needed by frozen configs.
+
+    The best epoch is 0 for models without epochs (mean, ridge, probe).
     """
+    if config.needs_features and features is None:
+        raise ValueError(f"{config.label!r} trains on frozen slice features; none were given.")
     if config.model == "mean":
-        return MeanAge().fit(cohort).predict(cohort, "test"), 0
+        return MeanBaseline().fit(cohort).predict(cohort, "test"), 0
     if config.model == "ridge":
         return VoxelRidge().fit(cohort).predict(cohort, "test"), 0
-    if config.model in NETWORKS:
-        return _run_network(config, cohort, profile, seed, patience)
-    raise ValueError(
-        f"'model' must be one of ['mean', 'ridge', 'conv3d', 'sliceset']; {config.model!r} was provided."
-    )
-
-
-def _fit_train_val(model, cohort: Cohort, profile: Profile, seed: int, patience: int) -> int:
-    """Train on train, early-stopping on val; returns the best epoch."""
-    train_val = cohort.subset(np.flatnonzero(cohort.table["split"] != "test"))
-    result = fit(model, train_val, task="age", epochs=profile.epochs, lr=profile.lr, seed=seed,
-                 patience=patience, progress=False, batch_size=profile.batch_size,
-                 device=profile.device)  # fmt: skip
-    return result.best_epoch
-
-
-def _predict_test(model, cohort: Cohort, profile: Profile) -> np.ndarray:
-    """Test-split ages ``(n_test,)``."""
-    return predict(model, cohort, "test", "age", profile.batch_size, profile.device)
-
-
-def _fit_and_predict(model, cohort: Cohort, profile: Profile, seed: int, patience: int):
-    """Train on train (early stopping on val); ``(test predictions (n_test,), best_epoch)``."""
-    best_epoch = _fit_train_val(model, cohort, profile, seed, patience)
-    return _predict_test(model, cohort, profile), best_epoch
-
-
-def _run_network(
-    config: ModelConfig, cohort: Cohort, profile: Profile, seed: int, patience: int
-) -> tuple[np.ndarray, int]:
-    """Train a Conv3DNet or a SliceSetNet end to end; test-set predictions ``(n_test,)``."""
+    if config.model == "probe":
+        return _run_probe(cohort, features), 0
     torch.manual_seed(seed)
     if config.model == "conv3d":
         model = Conv3DNet(volume_shape=cohort.shape)
     else:
-        pretrained = config.init == "imagenet"
+        pretrained = config.init == "imagenet" and not config.needs_features  # features carry it
         model = SliceSetNet(config.encoder, pretrained=pretrained, volume_shape=cohort.shape)
-    return _fit_and_predict(model, cohort, profile, seed, patience)
+    not_test = np.flatnonzero(cohort.table["split"] != "test")
+    train_val = cohort.subset(not_test)
+    train_features = None if features is None else features.subset(not_test)
+    result = fit(model, train_val, task="age", epochs=profile.epochs, lr=profile.lr, seed=seed,
+                 patience=patience, progress=False, batch_size=profile.batch_size,
+                 device=profile.device, features=train_features)  # fmt: skip
+    predicted = predict(model, cohort, "test", "age", profile.batch_size, profile.device, features)
+    return predicted, result.best_epoch
 
 
-class FrozenEncoderNet(nn.Module):
-    """A SliceSetNet fed its frozen encoder's cached features: ``(B, 1, S, E) -> (B, n_outputs)``.
-
-    ``fit`` and ``predict`` treat the features like volumes (one channel), so the training
-    loop is the library's own.
-    """
-
-    def __init__(self, net: nn.Module):
-        super().__init__()
-        self.net = net
-
-    @property
-    def target_mean(self) -> torch.Tensor:
-        return self.net.target_mean
-
-    @property
-    def target_std(self) -> torch.Tensor:
-        return self.net.target_std
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.net.forward_features(features[:, 0])  # (B, S, E) -> (B, n_outputs)
-
-
-def run_frozen(
-    config: ModelConfig,
-    cohort: Cohort,
-    features: tuple[nn.Module, np.ndarray],
-    rows: np.ndarray,
-    profile: Profile,
-    seed: int,
-    patience: int = 5,
-) -> tuple[np.ndarray, int]:
-    """Train position, pooling and head on frozen-encoder features; as ``run_config``.
-
-    ``features`` are ``(encoder, (N, S, E) array)`` for the whole cohort, ``rows`` the
-    positions of ``cohort``'s rows in it. Same result as ``fit(freeze_encoder=True)``,
-    but the encoder runs once per cohort instead of once per run: the features are
-    standardised with the train split's statistics for training, and the standardisation
-    is then folded into the projection, which predicts from the raw features.
-    """
-    encoder, embeddings = features
-    torch.manual_seed(seed)
-    net = SliceSetNet(config.encoder, pretrained=False, volume_shape=cohort.shape)
-    net.encoder = encoder
-    raw = embeddings[rows]  # (n, S, E)
-    mean, std = feature_standardisation(torch.from_numpy(raw[cohort.indices("train")]))
-    scaled = (raw - mean.numpy()) / std.numpy()
-    model = FrozenEncoderNet(net)
-    on_scaled = Cohort(scaled, cohort.table, cohort.affine, meta=cohort.meta)
-    best_epoch = _fit_train_val(model, on_scaled, profile, seed, patience)
-    fold_standardisation(net.project, mean, std)
-    on_features = Cohort(raw, cohort.table, cohort.affine, meta=cohort.meta)
-    return _predict_test(model, on_features, profile), best_epoch
-
-
-class FeatureCache:
-    """Frozen 2D-encoder slice features ``(N, S, E)`` of a whole cohort, one per encoder and init.
-
-    A random-init encoder is drawn once (under ``seed``) and shared by every run that uses it.
-    A failure to get weights (offline) is remembered and raised again without retrying.
-    """
-
-    def __init__(self, cohort: Cohort, batch_size: int, device: str, seed: int = 0):
-        self.cohort, self.batch_size, self.device, self.seed = cohort, batch_size, device, seed
-        self._store: dict[tuple[str, str], object] = {}
-
-    def get(self, encoder: str, init: str):
-        """``(frozen encoder module, (N, S, E) float32 array)``; computed on first use."""
-        key = (encoder, init)
-        if key not in self._store:
-            try:
-                self._store[key] = self._compute(encoder, init)
-            except OfflineWeightsError as error:
-                self._store[key] = error
-        if isinstance(self._store[key], Exception):
-            raise self._store[key]
-        return self._store[key]
-
-    def keep_only(self, keys: set[tuple[str, str]]) -> None:
-        """Forget the features of every ``(encoder, init)`` not in ``keys`` (frees memory)."""
-        for key in set(self._store) - set(keys):
-            if not isinstance(self._store[key], Exception):
-                del self._store[key]
-
-    def _compute(self, encoder: str, init: str):
-        torch.manual_seed(self.seed)
-        net = SliceSetNet(encoder, pretrained=init == "imagenet", volume_shape=self.cohort.shape)
-        net = net.to(self.device).eval().requires_grad_(False)
-        chunks = []
-        with torch.inference_mode():
-            for start in range(0, len(self.cohort), self.batch_size):
-                batch = self.cohort.volumes[start : start + self.batch_size]
-                x = torch.from_numpy(np.array(batch, dtype=np.float32))[:, None].to(self.device)
-                chunks.append(net.slice_features(x).float().cpu().numpy())
-        return net.encoder, np.concatenate(chunks)
+def _run_probe(cohort: Cohort, features: SliceFeatures) -> np.ndarray:
+    """Ridge on slice-averaged frozen features: test ages ``(n_test,)``."""
+    x = {s: features.pooled(cohort.indices(s)) for s in ("train", "val", "test")}
+    y = {s: cohort.targets("age", cohort.indices(s)) for s in ("train", "val")}
+    ridge = Ridge("age").fit(x["train"], y["train"], x["val"], y["val"])
+    return ridge.predict(x["test"])

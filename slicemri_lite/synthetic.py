@@ -45,7 +45,7 @@ from scipy import ndimage as ndi
 
 from slicemri_lite.anatomy import Template, load_template, mm_to_sample_coords
 from slicemri_lite.cohort import Cohort
-from slicemri_lite.grid import (
+from slicemri_lite.geometry import (
     check_resolution,
     grid_affine,
     grid_brain_mask,

@@ -15,14 +15,14 @@
 - **Devices.** On CUDA: bf16 autocast (fp16 with a gradient scaler where bf16 is not
   supported), channels_last memory layout, the split's volumes kept on the GPU. On CPU:
   float32, deterministic under ``seed``.
-- **Feature extraction.** ``freeze_encoder=True`` keeps the 2D encoder's weights fixed (and
-  in eval mode); with ``feature_cache=True`` (the default) every slice goes through the
-  encoder once, and only projection, position, pooling and head train on the stored
-  embeddings: the same result as running the frozen encoder at every step, much faster.
-  Either way the frozen features are standardised per dimension with the mean and standard
-  deviation of all training slices (a random-init encoder's features vary little around a
-  large mean, which stalls training), and on return that standardisation is folded into
-  the projection's weights and bias, so the model still takes raw volumes.
+- **Frozen encoder.** ``freeze_encoder=True`` keeps the 2D encoder's weights fixed (and in
+  eval mode): every train and val slice goes through it once, and only projection,
+  position, pooling and head train on the stored features. ``features=`` gives features
+  computed beforehand (``slicemri_lite.features.slice_features``, cached per cohort), so
+  the encoder does not run at all. Either way the features are standardised per dimension
+  with the mean and standard deviation of all training slices (a random-init encoder's
+  features vary little around a large mean, which stalls training), and on return that
+  standardisation is folded into the projection, so the model still takes raw volumes.
 - **Checkpoints.** With ``checkpoint=path`` the full training state is written atomically
   after every epoch; calling ``fit`` again with the same path resumes where it stopped and
   ends exactly where an uninterrupted run would (on CPU).
@@ -30,24 +30,24 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
+from slicemri_lite.atomic import atomic_path
+from slicemri_lite.cohort import TASKS, Cohort
+from slicemri_lite.env import autocast, resolve_device
+from slicemri_lite.features import SliceFeatures, encode_volumes, feature_standardisation
 from slicemri_lite.metrics import ad_metrics, age_metrics
-
-if TYPE_CHECKING:
-    from slicemri_lite.data import Cohort
+from slicemri_lite.validation import check_choice
 
 __all__ = [
     "FitResult",
@@ -60,9 +60,6 @@ __all__ = [
     "fold_standardisation",
     "TASKS",
 ]
-
-TASKS = ("age", "ad")
-SPLITS = ("train", "val", "test")
 
 
 @dataclass
@@ -90,36 +87,14 @@ class FitResult:
     device: str
 
 
-# ---------------------------------------------------------------- metrics
-
-
-def _metrics(task: str, target: np.ndarray, output: np.ndarray) -> dict[str, float]:
-    if task == "age":
-        return age_metrics(target, output)
-    return ad_metrics(target, 1 / (1 + np.exp(-output)))
-
-
-# ---------------------------------------------------------------- data
-
-
-def _check(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name!r} must be one of {list(allowed)}; {value!r} was provided.")
+# ---------------------------------------------------------------- inputs
 
 
 def _rows(cohort: Cohort, split: str) -> np.ndarray:
-    _check("split", split, SPLITS)
     rows = cohort.indices(split)
     if len(rows) == 0:
         raise ValueError(f"the cohort has no {split!r} rows; its table needs a 'split' column.")
     return rows
-
-
-def _targets(cohort: Cohort, rows: np.ndarray, task: str) -> np.ndarray:
-    table = cohort.table.iloc[rows]
-    if task == "age":
-        return table["age"].to_numpy(np.float32)
-    return (table["diagnosis"].to_numpy() == "AD").astype(np.float32)
 
 
 def _volumes(cohort: Cohort, rows: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -128,11 +103,21 @@ def _volumes(cohort: Cohort, rows: np.ndarray, device: torch.device) -> torch.Te
     return torch.from_numpy(np.ascontiguousarray(array))[:, None].to(device)
 
 
-def _autocast(device: torch.device):
-    if device.type != "cuda":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
+def _check_features(model: nn.Module, cohort: Cohort, features: SliceFeatures) -> None:
+    """Refuse features that don't belong to this cohort and model."""
+    if len(features) != len(cohort):
+        raise ValueError(
+            f"'features' has {len(features)} rows but the cohort has {len(cohort)}; compute "
+            "them on this cohort, or take features.subset(rows) as you take cohort.subset(rows)."
+        )
+    spec = features.spec
+    if features.shape[1] != model.n_slices or (
+        spec is not None and (spec.encoder, spec.axis) != (model.encoder_name, model.axis)
+    ):
+        raise ValueError(
+            f"'features' ({spec}, {features.shape[1]} slices) don't match the model "
+            f"(encoder {model.encoder_name!r}, axis {model.axis!r}, {model.n_slices} slices)."
+        )
 
 
 @torch.no_grad()
@@ -140,32 +125,9 @@ def _outputs(forward: Callable, inputs: torch.Tensor, batch_size: int, device) -
     """Run ``forward`` over ``inputs`` in batches; ``(n, n_outputs)`` float32 on the CPU."""
     chunks = []
     for start in range(0, len(inputs), batch_size):
-        with _autocast(device):
+        with autocast(device):
             chunks.append(forward(inputs[start : start + batch_size].float()).float().cpu())
     return torch.cat(chunks).numpy()
-
-
-def _features(model: nn.Module, volumes: torch.Tensor, batch_size: int, device) -> torch.Tensor:
-    """Frozen-encoder slice features ``(n, S, E)`` float32, computed once, on ``device``."""
-    model.encoder.eval()
-    with torch.no_grad():
-        chunks = []
-        for start in range(0, len(volumes), batch_size):
-            with _autocast(device):
-                chunks.append(model.slice_features(volumes[start : start + batch_size].float()))
-        return torch.cat(chunks).float()
-
-
-def feature_standardisation(
-    features: torch.Tensor, eps: float = 1e-6
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-dimension mean and standard deviation ``(E,)`` over every slice of ``(n, S, E)``.
-
-    The standard deviation is floored at ``eps`` so that constant dimensions divide safely.
-    """
-    flat = features.reshape(-1, features.shape[-1]).double()  # (n * S, E)
-    mean, std = flat.mean(dim=0), flat.std(dim=0, correction=0).clamp_min(eps)
-    return mean.float(), std.float()
 
 
 @torch.no_grad()
@@ -177,33 +139,7 @@ def fold_standardisation(project: nn.Linear, mean: torch.Tensor, std: torch.Tens
     project.bias.sub_(project.weight @ mean.to(project.weight))  # b' = b - W' mean
 
 
-def _frozen_inputs(model: nn.Module, x_train, x_val, batch_size, device, feature_cache: bool):
-    """Training inputs for a frozen encoder, standardised with train-split feature statistics.
-
-    Returns ``(x_train, x_val, forward, (mean, std))``: with ``feature_cache`` the inputs are
-    standardised features ``(n, S, E)`` and ``forward`` runs the rest of the model on them;
-    without, the inputs stay volumes and ``forward`` encodes and standardises at every step.
-    """
-    train_features = _features(model, x_train, batch_size, device)  # (n, S, E)
-    mean, std = feature_standardisation(train_features)
-    if not feature_cache:
-
-        def forward(x: torch.Tensor) -> torch.Tensor:
-            return model.forward_features((model.slice_features(x) - mean) / std)
-
-        return x_train, x_val, forward, (mean, std)
-    val_features = _features(model, x_val, batch_size, device)
-    scaled = ((train_features - mean) / std, (val_features - mean) / std)
-    return *scaled, model.forward_features, (mean, std)
-
-
 # ---------------------------------------------------------------- evaluation
-
-
-def _resolve_device(device) -> torch.device:
-    from slicemri_lite.env import default_device
-
-    return torch.device(device or default_device())
 
 
 def predict(
@@ -213,19 +149,27 @@ def predict(
     task: str | None = None,
     batch_size: int = 8,
     device: str | None = None,
+    features: SliceFeatures | None = None,
 ) -> np.ndarray:
     """Predictions for one split: ages in years (``task="age"``) or AD probabilities (``"ad"``).
 
-    ``task=None`` uses the task the model was last fitted for (``model.task``).
+    ``task=None`` uses the task the model was last fitted for (``model.task``). With
+    ``features`` (the cohort's frozen slice features, the ones the model was fitted on) the
+    encoder does not run: the rest of the model reads the stored features.
     """
     task = task or getattr(model, "task", None)
     if task is None:
         raise ValueError("'task' must be one of ['age', 'ad'] for a model that fit has not set.")
-    _check("task", task, TASKS)
-    device = _resolve_device(device)
+    check_choice("task", task, TASKS)
+    device = resolve_device(device)
     model.to(device).eval()
-    volumes = _volumes(cohort, _rows(cohort, split), device)
-    out = _outputs(model, volumes, batch_size, device)[:, 0]
+    rows = _rows(cohort, split)
+    if features is not None:
+        _check_features(model, cohort, features)
+        inputs = torch.from_numpy(features.values[rows]).to(device)
+        out = _outputs(model.forward_features, inputs, batch_size, device)[:, 0]
+    else:
+        out = _outputs(model, _volumes(cohort, rows, device), batch_size, device)[:, 0]
     return out if task == "age" else 1 / (1 + np.exp(-out))
 
 
@@ -236,27 +180,61 @@ def evaluate(
     task: str = "age",
     batch_size: int = 8,
     device: str | None = None,
+    features: SliceFeatures | None = None,
 ) -> dict[str, float]:
     """Metrics on one split: age -> ``mae``, ``rmse``, ``r``; ad -> ``auc``, ``balanced_accuracy``."""
-    _check("task", task, TASKS)
-    predicted = predict(model, cohort, split, task, batch_size, device)
-    target = _targets(cohort, _rows(cohort, split), task)
+    check_choice("task", task, TASKS)
+    predicted = predict(model, cohort, split, task, batch_size, device, features)
+    target = cohort.targets(task, _rows(cohort, split))
     return age_metrics(target, predicted) if task == "age" else ad_metrics(target, predicted)
 
 
-# ---------------------------------------------------------------- training
+def _metrics(task: str, target: np.ndarray, output: np.ndarray) -> dict[str, float]:
+    if task == "age":
+        return age_metrics(target, output)
+    return ad_metrics(target, 1 / (1 + np.exp(-output)))
 
 
-def _schedule(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
-    """Learning-rate factor per step: linear warmup, then a half cosine to zero."""
+# ---------------------------------------------------------------- set-up
 
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
-    return factor
+@dataclass
+class _Setup:
+    """Everything one ``fit`` call holds fixed: model, data on the device, optimiser."""
+
+    model: nn.Module
+    forward: Callable  # the model, or its part after the encoder for frozen features
+    task: str
+    device: torch.device
+    x_train: torch.Tensor  # (n, 1, X, Y, Z) volumes, or (n, S, E) standardised features
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    loss_fn: Callable
+    batch_size: int
+    freeze_encoder: bool
+    scaling: tuple[torch.Tensor, torch.Tensor] | None  # feature (mean, std) to fold at the end
+    optimizer: torch.optim.Optimizer = None
+    scheduler: torch.optim.lr_scheduler.LRScheduler = None
+    scaler: torch.amp.GradScaler = None
+    generator: torch.Generator = None
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.x_train) / self.batch_size)
+
+
+@dataclass
+class _Loop:
+    """The training loop's state: what a checkpoint saves and a resumed run restores."""
+
+    epoch: int = 0
+    history: list = field(default_factory=list)
+    best_val: float = math.inf
+    best_epoch: int = 0
+    best_state: dict | None = None
+    bad_epochs: int = 0
+    stopped: bool = False
 
 
 def _loss_function(task: str, model: nn.Module, y_train: np.ndarray, device) -> Callable:
@@ -274,34 +252,161 @@ def _loss_function(task: str, model: nn.Module, y_train: np.ndarray, device) -> 
     return lambda out, y: bce(out[:, 0], y)
 
 
+def _frozen_inputs(model, cohort, features, train_rows, val_rows, batch_size, device):
+    """Standardised frozen features of the train and val rows, ``(n, S, E)`` on ``device``.
+
+    Without ``features`` the model's own encoder encodes the train and val rows once.
+    """
+    if features is None:
+        rows = np.concatenate([train_rows, val_rows])
+        values = encode_volumes(model, cohort.volumes, rows, batch_size, device)
+        train_values, val_values = values[: len(train_rows)], values[len(train_rows) :]
+    else:
+        _check_features(model, cohort, features)
+        model.encoder.load_state_dict(features.encoder.state_dict())
+        train_values, val_values = features.values[train_rows], features.values[val_rows]
+    mean, std = feature_standardisation(torch.from_numpy(train_values))
+    scaled = [torch.from_numpy((v - mean.numpy()) / std.numpy()).to(device)
+              for v in (train_values, val_values)]  # fmt: skip
+    return *scaled, (mean, std)
+
+
+def _set_up(model, cohort, task, batch_size, device, freeze_encoder, features) -> _Setup:
+    """Move the model and the train/val data to the device; pick the forward function."""
+    model.to(device)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    if freeze_encoder:
+        model.encoder.requires_grad_(False)
+    train_rows, val_rows = _rows(cohort, "train"), _rows(cohort, "val")
+    y_train = cohort.targets(task, train_rows)
+    loss_fn = _loss_function(task, model, y_train, device)
+    if freeze_encoder:
+        x_train, x_val, scaling = _frozen_inputs(
+            model, cohort, features, train_rows, val_rows, batch_size, device
+        )
+        forward = model.forward_features
+    else:
+        x_train, x_val = _volumes(cohort, train_rows, device), _volumes(cohort, val_rows, device)
+        forward, scaling = model, None
+    return _Setup(
+        model=model,
+        forward=forward,
+        task=task,
+        device=device,
+        x_train=x_train,
+        y_train=torch.from_numpy(y_train).to(device),
+        x_val=x_val,
+        y_val=torch.from_numpy(cohort.targets(task, val_rows)).to(device),
+        loss_fn=loss_fn,
+        batch_size=batch_size,
+        freeze_encoder=freeze_encoder,
+        scaling=scaling,
+    )
+
+
+def _schedule(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+    """Learning-rate factor per step: linear warmup, then a half cosine to zero."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def _set_up_optimiser(s: _Setup, lr, weight_decay, epochs, warmup_epochs, seed) -> None:
+    params = [p for p in s.model.parameters() if p.requires_grad]
+    s.optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    warmup = max(1, round(warmup_epochs * s.steps_per_epoch))
+    factor = _schedule(epochs * s.steps_per_epoch, warmup)
+    s.scheduler = torch.optim.lr_scheduler.LambdaLR(s.optimizer, factor)
+    use_scaler = s.device.type == "cuda" and not torch.cuda.is_bf16_supported()
+    s.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+    s.generator = torch.Generator().manual_seed(seed)
+
+
+# ---------------------------------------------------------------- the loop
+
+
 def _set_train_mode(model: nn.Module, freeze_encoder: bool) -> None:
     model.train()
     if freeze_encoder:
-        model.encoder.eval()  # frozen means frozen: batch-norm statistics stay ImageNet's
+        model.encoder.eval()  # frozen means frozen: batch-norm statistics stay as loaded
 
 
-def _run_epoch(
-    forward, inputs, y, order, batch_size, optimizer, scheduler, scaler, loss_fn, device
-):
-    """One pass over ``order``; returns the mean training loss."""
+def _train_epoch(s: _Setup, bar) -> float:
+    """One pass over the training split in a random order; returns the mean loss."""
+    _set_train_mode(s.model, s.freeze_encoder)
+    order = torch.randperm(len(s.x_train), generator=s.generator).to(s.device)
     total = 0.0
-    for start in range(0, len(order), batch_size):
-        batch = order[start : start + batch_size]
-        with _autocast(device):
-            out = forward(inputs[batch].float())
-        loss = loss_fn(out.float(), y[batch])
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
+    for start in range(0, len(order), s.batch_size):
+        batch = order[start : start + s.batch_size]
+        with autocast(s.device):
+            out = s.forward(s.x_train[batch].float())
+        loss = s.loss_fn(out.float(), s.y_train[batch])
+        s.optimizer.zero_grad(set_to_none=True)
+        s.scaler.scale(loss).backward()
+        s.scaler.step(s.optimizer)
+        s.scaler.update()
+        s.scheduler.step()
         total += float(loss.detach()) * len(batch)
+        bar.update(1)
     return total / len(order)
 
 
-def _val_loss(forward, inputs, y, batch_size, loss_fn, device) -> tuple[float, np.ndarray]:
-    out = torch.from_numpy(_outputs(forward, inputs, batch_size, device))
-    return float(loss_fn(out.to(device), y)), out[:, 0].numpy()
+def _validate(s: _Setup) -> tuple[float, dict[str, float]]:
+    """Validation loss and metrics of the model as it is now."""
+    s.model.eval()
+    out = torch.from_numpy(_outputs(s.forward, s.x_val, s.batch_size, s.device))
+    loss = float(s.loss_fn(out.to(s.device), s.y_val))
+    return loss, _metrics(s.task, s.y_val.cpu().numpy(), out[:, 0].numpy())
+
+
+def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def _end_epoch(s: _Setup, loop: _Loop, train_loss: float, tic: float, patience) -> dict:
+    """Validate, record the epoch's row, keep the best weights, decide on stopping."""
+    val_loss, metrics = _validate(s)
+    loop.epoch += 1
+    row = {"epoch": loop.epoch, "train_loss": train_loss, "val_loss": val_loss}
+    row.update({f"val_{k}": v for k, v in metrics.items()})
+    row.update(lr=s.optimizer.param_groups[0]["lr"], seconds=time.perf_counter() - tic)
+    loop.history.append(row)
+    if val_loss < loop.best_val:
+        loop.best_val, loop.best_epoch, loop.bad_epochs = val_loss, loop.epoch, 0
+        loop.best_state = _cpu_state(s.model)
+    else:
+        loop.bad_epochs += 1
+        loop.stopped = patience is not None and loop.bad_epochs >= patience
+    return row
+
+
+def _finish(s: _Setup, loop: _Loop, cohort: Cohort, features, started: float) -> FitResult:
+    """Restore the best weights, fold the feature scaling, score val and test."""
+    if loop.best_state is not None:
+        s.model.load_state_dict(loop.best_state)
+    if s.scaling is not None:
+        fold_standardisation(s.model.project, *s.scaling)
+    s.model.task = s.task
+    metrics = {}
+    for split in ("val", "test"):
+        if len(cohort.indices(split)):
+            found = evaluate(s.model, cohort, split, s.task, s.batch_size, s.device, features)
+            metrics.update({f"{split}_{k}": v for k, v in found.items()})
+    return FitResult(
+        history=pd.DataFrame(loop.history),
+        best_state=_cpu_state(s.model),
+        metrics=metrics,
+        seconds=time.perf_counter() - started,
+        best_epoch=loop.best_epoch,
+        task=s.task,
+        device=str(s.device),
+    )
 
 
 def fit(
@@ -314,12 +419,12 @@ def fit(
     seed: int = 0,
     device: str | None = None,
     freeze_encoder: bool = False,
+    features: SliceFeatures | None = None,
     patience: int | None = 5,
     progress: bool = True,
     checkpoint: str | os.PathLike | None = None,
     weight_decay: float = 1e-2,
     warmup_epochs: float = 1.0,
-    feature_cache: bool = True,
     callback: Callable[[dict], None] | None = None,
 ) -> FitResult:
     """Train ``model`` on ``cohort``'s train split, early-stopping on its val split.
@@ -333,15 +438,17 @@ def fit(
         lr: AdamW peak learning rate.
         seed: seeds the initial RNG state, batch order and dropout.
         device: ``"cuda"``, ``"cpu"``; ``None`` picks CUDA when available.
-        freeze_encoder: keep the 2D encoder fixed (its parameters are left with
-            ``requires_grad=False``); train the rest on its features standardised with the
-            training slices' statistics, folded into ``model.project`` on return.
+        freeze_encoder: keep the 2D encoder fixed (``requires_grad=False``); train the rest on
+            its features standardised with the training slices' statistics, folded into
+            ``model.project`` on return.
+        features: the cohort's frozen slice features (``slice_features``); implies
+            ``freeze_encoder``, copies their encoder's weights into ``model.encoder`` and
+            never runs the encoder.
         patience: epochs without a better val loss before stopping (``None``: never stop early).
-        progress: show a tqdm bar over epochs.
+        progress: show a tqdm bar over the batches of all epochs, with a time estimate.
         checkpoint: a file to save the training state to after each epoch and resume from.
         weight_decay: AdamW decoupled weight decay.
         warmup_epochs: length of the linear warmup.
-        feature_cache: with ``freeze_encoder``, encode every slice once (fast path).
         callback: called with each epoch's history row (a dict) after it is recorded.
 
     Returns:
@@ -349,127 +456,57 @@ def fit(
     """
     from tqdm.auto import tqdm
 
-    _check("task", task, TASKS)
+    check_choice("task", task, TASKS)
+    freeze_encoder = freeze_encoder or features is not None
     if freeze_encoder and not hasattr(model, "slice_features"):
         raise ValueError("'freeze_encoder' needs a model with a 2D encoder (a SliceSetNet).")
     started = time.perf_counter()
-    device = _resolve_device(device)
+    device = resolve_device(device)
     torch.manual_seed(seed)
-    model.to(device)
-    if device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
-    if freeze_encoder:
-        model.encoder.requires_grad_(False)
-
-    train_rows, val_rows = _rows(cohort, "train"), _rows(cohort, "val")
-    y_train_np = _targets(cohort, train_rows, task)
-    y_train = torch.from_numpy(y_train_np).to(device)
-    y_val = torch.from_numpy(_targets(cohort, val_rows, task)).to(device)
-    loss_fn = _loss_function(task, model, y_train_np, device)
-    x_train, x_val = _volumes(cohort, train_rows, device), _volumes(cohort, val_rows, device)
-    forward, scaling = model, None
-    if freeze_encoder:
-        x_train, x_val, forward, scaling = _frozen_inputs(
-            model, x_train, x_val, batch_size, device, feature_cache
-        )
-
-    steps_per_epoch = math.ceil(len(train_rows) / batch_size)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    warmup = max(1, round(warmup_epochs * steps_per_epoch))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _schedule(epochs * steps_per_epoch, warmup)
-    )
-    use_scaler = device.type == "cuda" and not torch.cuda.is_bf16_supported()
-    scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
-    generator = torch.Generator().manual_seed(seed)
+    s = _set_up(model, cohort, task, batch_size, device, freeze_encoder, features)
+    _set_up_optimiser(s, lr, weight_decay, epochs, warmup_epochs, seed)
     config = {"task": task, "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
-              "freeze_encoder": freeze_encoder, "n_train": len(train_rows)}  # fmt: skip
-    state = {"epoch": 0, "history": [], "best_val": math.inf, "best_epoch": 0,
-             "best_state": None, "bad_epochs": 0, "stopped": False}  # fmt: skip
+              "freeze_encoder": freeze_encoder, "n_train": len(s.x_train)}  # fmt: skip
+    loop = _Loop()
     if checkpoint is not None and Path(checkpoint).exists():
-        state = _resume(checkpoint, config, model, optimizer, scheduler, scaler, generator)
-
-    bar = tqdm(total=epochs, initial=state["epoch"], disable=not progress, desc="epochs")
-    while state["epoch"] < epochs and not state["stopped"]:
-        tic = time.perf_counter()
-        _set_train_mode(model, freeze_encoder)
-        order = torch.randperm(len(train_rows), generator=generator).to(device)
-        train_loss = _run_epoch(forward, x_train, y_train, order, batch_size, optimizer,
-                                scheduler, scaler, loss_fn, device)  # fmt: skip
-        model.eval()
-        val_loss, val_out = _val_loss(forward, x_val, y_val, batch_size, loss_fn, device)
-        state["epoch"] += 1
-        row = {"epoch": state["epoch"], "train_loss": train_loss, "val_loss": val_loss}
-        row.update({f"val_{k}": v for k, v in _metrics(task, y_val.cpu().numpy(), val_out).items()})
-        row.update(lr=optimizer.param_groups[0]["lr"], seconds=time.perf_counter() - tic)
-        state["history"].append(row)
-        _update_best(state, model, val_loss, patience)
-        if checkpoint is not None:
-            _save(checkpoint, config, state, model, optimizer, scheduler, scaler, generator)
-        bar.update(1)
-        bar.set_postfix(train_loss=f"{train_loss:.3f}", val_loss=f"{val_loss:.3f}")
-        if callback is not None:
-            callback(dict(row))
-    bar.close()
-
-    if state["best_state"] is not None:
-        model.load_state_dict(state["best_state"])
-    if scaling is not None:
-        fold_standardisation(model.project, *scaling)
-    model.task = task
-    metrics = {}
-    for split in ("val", "test"):
-        if len(cohort.indices(split)):
-            found = evaluate(model, cohort, split, task, batch_size, str(device))
-            metrics.update({f"{split}_{k}": v for k, v in found.items()})
-    return FitResult(
-        history=pd.DataFrame(state["history"]),
-        best_state=_cpu_state(model),
-        metrics=metrics,
-        seconds=time.perf_counter() - started,
-        best_epoch=state["best_epoch"],
-        task=task,
-        device=str(device),
-    )
-
-
-def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-
-
-def _update_best(state: dict, model: nn.Module, val_loss: float, patience: int | None) -> None:
-    if val_loss < state["best_val"]:
-        state.update(best_val=val_loss, best_epoch=state["epoch"], bad_epochs=0)
-        state["best_state"] = _cpu_state(model)
-    else:
-        state["bad_epochs"] += 1
-        state["stopped"] = patience is not None and state["bad_epochs"] >= patience
+        loop = _resume(checkpoint, config, s)
+    total = epochs * s.steps_per_epoch
+    with tqdm(total=total, initial=loop.epoch * s.steps_per_epoch, disable=not progress,
+              desc="training", unit="batch") as bar:  # fmt: skip
+        while loop.epoch < epochs and not loop.stopped:
+            tic = time.perf_counter()
+            train_loss = _train_epoch(s, bar)
+            row = _end_epoch(s, loop, train_loss, tic, patience)
+            if checkpoint is not None:
+                _save(checkpoint, config, loop, s)
+            bar.set_postfix(
+                epoch=loop.epoch, train=f"{train_loss:.3f}", val=f"{row['val_loss']:.3f}"
+            )
+            if callback is not None:
+                callback(dict(row))
+    return _finish(s, loop, cohort, features, started)
 
 
 # ---------------------------------------------------------------- checkpoints
 
 
-def _save(path, config, state, model, optimizer, scheduler, scaler, generator) -> None:
+def _save(path, config: dict, loop: _Loop, s: _Setup) -> None:
     """Write the whole training state atomically (a crash leaves the previous file intact)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "config": config,
-        "state": state,
-        "model": _cpu_state(model),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "scaler": scaler.state_dict(),
-        "generator": generator.get_state(),
+        "loop": asdict(loop),
+        "model": _cpu_state(s.model),
+        "optimizer": s.optimizer.state_dict(),
+        "scheduler": s.scheduler.state_dict(),
+        "scaler": s.scaler.state_dict(),
+        "generator": s.generator.get_state(),
         "torch_rng": torch.get_rng_state(),
     }
-    partial = path.with_name(path.name + ".partial")
-    torch.save(payload, partial)
-    os.replace(partial, path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
 
 
-def _resume(path, config, model, optimizer, scheduler, scaler, generator) -> dict:
+def _resume(path, config: dict, s: _Setup) -> _Loop:
     """Restore the training state saved by ``_save``; returns the loop state."""
     payload = torch.load(path, map_location="cpu", weights_only=True)
     if payload["config"] != config:
@@ -477,10 +514,10 @@ def _resume(path, config, model, optimizer, scheduler, scaler, generator) -> dic
             f"checkpoint {str(path)!r} was written by a different run ({payload['config']}); "
             f"this run is {config}. Delete the file or pass another 'checkpoint' path."
         )
-    model.load_state_dict(payload["model"])
-    optimizer.load_state_dict(payload["optimizer"])
-    scheduler.load_state_dict(payload["scheduler"])
-    scaler.load_state_dict(payload["scaler"])
-    generator.set_state(payload["generator"])
+    s.model.load_state_dict(payload["model"])
+    s.optimizer.load_state_dict(payload["optimizer"])
+    s.scheduler.load_state_dict(payload["scheduler"])
+    s.scaler.load_state_dict(payload["scaler"])
+    s.generator.set_state(payload["generator"])
     torch.set_rng_state(payload["torch_rng"])
-    return payload["state"]
+    return _Loop(**payload["loop"])

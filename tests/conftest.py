@@ -14,6 +14,9 @@ from notebook_tools import EXECUTED, ROOT, execute_notebook  # noqa: E402
 
 # Smoke cohorts are cached here so chapters and tests share them; nothing is downloaded.
 os.environ.setdefault("SLICEMRI_DATA", str(ROOT / "_build" / "test-data"))
+# An empty torch hub cache: no test finds (or downloads) torchvision weights, on any machine,
+# so every run tests the same offline path.
+os.environ["TORCH_HOME"] = str(ROOT / "_build" / "test-torch-home")
 
 _executed: dict[str, object] = {}
 

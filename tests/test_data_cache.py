@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from data_fixtures import small_cohort
 
-from slicemri_lite import cache
+from slicemri_lite import cohort as cohort_module
 from slicemri_lite.data import CohortCacheError, load_cohort
 
 
@@ -43,7 +43,7 @@ def test_failed_write_leaves_nothing_behind(tmp_path, monkeypatch):
     def broken_dump(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(cache.json, "dump", broken_dump)
+    monkeypatch.setattr(cohort_module.json, "dump", broken_dump)
     with pytest.raises(OSError, match="disk full"):
         small_cohort().save(tmp_path / "c")
     assert list(tmp_path.iterdir()) == []

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from slicemri_lite.data import CohortCacheError, NiftiInputError, load_cohort, prepare_nifti
-from slicemri_lite.grid import grid_brain_mask, grid_world_coords
+from slicemri_lite.geometry import grid_brain_mask, grid_world_coords
 
 
 def linear_intensity(xyz: np.ndarray) -> np.ndarray:

@@ -9,7 +9,7 @@ from data_fixtures import small_cohort
 from scipy import stats
 
 from slicemri_lite.data import grid_affine, synthetic_cohort
-from slicemri_lite.grid import grid_world_coords
+from slicemri_lite.geometry import grid_world_coords
 
 
 def roi(resolution: int, centre, radius_mm: float) -> np.ndarray:

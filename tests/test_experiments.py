@@ -14,6 +14,7 @@ from slicemri_lite import experiments as ex
 from slicemri_lite.baselines import MeanAge, VoxelRidge
 from slicemri_lite.data import Cohort
 from slicemri_lite.encoders import OfflineWeightsError
+from slicemri_lite.features import SliceFeatures
 from slicemri_lite.metrics import age_metrics
 from slicemri_lite.profiles import get_profile
 
@@ -63,8 +64,8 @@ def test_ridge_learns_the_age_signal_and_chooses_alpha_on_val():
     cohort = toy_cohort(n=120)
     ages = cohort.table["age"].to_numpy()[cohort.indices("test")]
     ridge = VoxelRidge(block_mm=4.0).fit(cohort)
-    assert ridge.alpha_ in ridge.alphas
-    assert ridge.val_mae_[ridge.alpha_] == min(ridge.val_mae_.values())
+    assert ridge.alpha_ in ridge.ridge_.alphas
+    assert ridge.ridge_.val_scores_[ridge.alpha_] == min(ridge.ridge_.val_scores_.values())
     ridge_mae = age_metrics(ages, ridge.predict(cohort))["mae"]
     mean_mae = age_metrics(ages, MeanAge().fit(cohort).predict(cohort))["mae"]
     assert ridge_mae < 0.5 * mean_mae
@@ -86,7 +87,7 @@ def test_ridge_is_not_thrown_by_a_block_that_is_flat_in_training():
 def test_ridge_needs_a_validation_split():
     cohort = toy_cohort()
     cohort.table["split"] = cohort.table["split"].replace("val", "train")
-    with pytest.raises(ValueError, match="'val' split"):
+    with pytest.raises(ValueError, match="validation rows"):
         VoxelRidge().fit(cohort)
 
 
@@ -138,9 +139,13 @@ def test_grids_pair_imagenet_with_random_init_and_gpu_runs_everything():
     assert set(ex.grid_configs("cpu")) <= gpu and set(ex.grid_configs("smoke")) <= gpu
 
 
-def test_train_subset_is_nested_and_keeps_val_and_test():
+def subset(cohort, size, seed):
+    return cohort.subset(ex.subset_rows(cohort, size, seed))
+
+
+def test_training_subsets_are_nested_and_keep_val_and_test():
     cohort = toy_cohort()
-    small, large = ex.train_subset(cohort, 10, seed=3), ex.train_subset(cohort, 20, seed=3)
+    small, large = subset(cohort, 10, seed=3), subset(cohort, 20, seed=3)
     ids = {
         name: set(c.table.loc[c.table["split"] == "train", "participant_id"])
         for name, c in [("small", small), ("large", large)]
@@ -149,10 +154,10 @@ def test_train_subset_is_nested_and_keeps_val_and_test():
     assert ids["small"] < ids["large"]
     for split in ("val", "test"):
         assert len(small.indices(split)) == len(cohort.indices(split))
-    other = ex.train_subset(cohort, 10, seed=4).table
+    other = subset(cohort, 10, seed=4).table
     assert set(other.loc[other["split"] == "train", "participant_id"]) != ids["small"]
     with pytest.raises(ValueError, match="'size' must be between"):
-        ex.train_subset(cohort, 1000, seed=0)
+        subset(cohort, 1000, seed=0)
 
 
 # ---------------------------------------------------------------- aggregation
@@ -193,6 +198,37 @@ def test_paired_difference_says_which_is_better_only_when_the_ci_excludes_zero()
     assert set(noisy["verdict"]) == {"within noise"}
     single = compare.paired_difference(fake_results(-2.0, 0.2, seeds=(0,)), IMAGENET, RANDOM)
     assert set(single["verdict"]) == {"too few seeds"}
+
+
+def bootstrap_predictions(gap: float, n: int = 200, seeds=(0, 1, 2)) -> pd.DataFrame:
+    """Two configurations whose absolute errors differ by ``gap`` years on average."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for seed in seeds:
+        for p in range(n):
+            for init, spread in (("imagenet", 5.0), ("random", 5.0 + gap * np.sqrt(np.pi / 2))):
+                rows.append({"model": "sliceset", "encoder": "efficientnet_lite0",
+                             "init": init, "mode": "finetune", "train_size": 50, "seed": seed,
+                             "participant_id": f"p{p}", "age": 50.0,
+                             "predicted": 50.0 + spread * rng.normal()})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_paired_bootstrap_finds_a_real_gap_and_not_a_null_one():
+    real = compare.paired_bootstrap(bootstrap_predictions(2.0), IMAGENET, RANDOM).iloc[0]
+    assert real["verdict"] == f"{IMAGENET} better" and real["ci_high"] < 0
+    assert real["ci_low"] < real["difference"] < real["ci_high"]
+    assert real["n_pairs"] == 3 and real["n_participants"] == 200
+    null = compare.paired_bootstrap(bootstrap_predictions(0.0), IMAGENET, RANDOM).iloc[0]
+    assert null["verdict"] == "within noise" and null["ci_low"] < 0 < null["ci_high"]
+    assert 0 < null["detectable"] < 2.0
+
+
+def test_paired_bootstrap_interval_shrinks_with_more_participants():
+    small = compare.paired_bootstrap(bootstrap_predictions(0.0, n=50), IMAGENET, RANDOM)
+    large = compare.paired_bootstrap(bootstrap_predictions(0.0, n=800), IMAGENET, RANDOM)
+    width = [float(t["ci_high"].iloc[0] - t["ci_low"].iloc[0]) for t in (small, large)]
+    assert width[1] < 0.5 * width[0]  # 16x the participants: about a quarter of the width
 
 
 def test_init_differences_pairs_imagenet_with_random_and_describes_them():
@@ -236,50 +272,31 @@ def test_summarize_ignores_skipped_runs_and_reports_a_ci_per_size():
 # ---------------------------------------------------------------- results table
 
 
-def test_write_csv_atomic_leaves_the_old_file_when_writing_fails(tmp_path, monkeypatch):
-    path = tmp_path / "results.csv"
-    ex.write_csv_atomic(pd.DataFrame({"a": [1]}), path)
-
-    def broken(*args, **kwargs):
-        raise OSError("disk full")
-
-    monkeypatch.setattr(pd.DataFrame, "to_csv", broken)
-    with pytest.raises(OSError, match="disk full"):
-        ex.write_csv_atomic(pd.DataFrame({"a": [2]}), path)
-    monkeypatch.undo()
-    assert pd.read_csv(path)["a"].tolist() == [1]
-    assert [p.name for p in tmp_path.iterdir()] == ["results.csv"]
-
-
-def stand_in_network(config, cohort, profile, seed, patience=5):
-    """Stands in for training: the train mean plus seeded noise; ResNet ImageNet is 'offline'."""
-    if config.encoder == "resnet18" and config.init == "imagenet":
-        raise OfflineWeightsError("no resnet18 weights in this test")
+def stand_in_run(config, cohort, profile, seed, patience=5, features=None):
+    """Stands in for training: the train mean plus seeded noise."""
+    assert (features is not None) == (config.mode == "frozen")
+    if features is not None:
+        assert len(features) == len(cohort)  # the run's rows, not the whole cohort's
     rng = np.random.default_rng(seed)
     mean = cohort.table["age"].to_numpy()[cohort.indices("train")].mean()
-    return mean + rng.normal(0, 5, len(cohort.indices("test"))), profile.epochs
+    epochs = profile.epochs if config.model in runs.NETWORKS else 0
+    return mean + rng.normal(0, 5, len(cohort.indices("test"))), epochs
 
 
-def stand_in_features(self, encoder, init):
-    """Stands in for the frozen encoder's features; counts how often it is asked to compute."""
-    calls.append((encoder, init))
-    if encoder == "resnet18" and init == "imagenet":
+def stand_in_features(cohort, spec, **kwargs):
+    """Stands in for the frozen encoder's features; ResNet-18 ImageNet is 'offline'."""
+    calls.append(spec)
+    if spec.encoder == "resnet18" and spec.init == "imagenet":
         raise OfflineWeightsError("no resnet18 weights in this test")
-    return None, np.zeros((len(self.cohort), 2, 3), dtype=np.float32)
+    return SliceFeatures(np.zeros((len(cohort), 2, 3), np.float32), spec, None)
 
 
 calls: list = []
 
 
-def stand_in_frozen(config, cohort, features, rows, profile, seed, patience=5):
-    assert features[1].shape[0] > rows.max()
-    return stand_in_network(config, cohort, profile, seed)
-
-
 def test_experiment_writes_one_row_per_run_and_skips_offline_weights(tmp_path, monkeypatch):
-    monkeypatch.setattr(runs, "_run_network", stand_in_network)
-    monkeypatch.setattr(ex, "run_frozen", stand_in_frozen)
-    monkeypatch.setattr(runs.FeatureCache, "_compute", stand_in_features)
+    monkeypatch.setattr(ex, "run_config", stand_in_run)
+    monkeypatch.setattr(ex, "slice_features", stand_in_features)
     calls.clear()
     cohort = toy_cohort()
     specs = ex.brain_age_grid("smoke", len(cohort.indices("train")))
@@ -289,6 +306,7 @@ def test_experiment_writes_one_row_per_run_and_skips_offline_weights(tmp_path, m
     assert list(table.columns) == ex.COLUMNS
     assert len(table) == len(specs)
     offline = (table["encoder"] == "resnet18") & (table["init"] == "imagenet")
+    offline &= table["mode"] == "frozen"
     assert offline.any()
     assert (table.loc[offline, "status"] == "skipped: weights unavailable offline").all()
     assert table.loc[offline, ["mae", "rmse", "r"]].isna().all().all()
@@ -299,64 +317,51 @@ def test_experiment_writes_one_row_per_run_and_skips_offline_weights(tmp_path, m
     networks = table["model"].isin(["conv3d", "sliceset"])
     assert (ok["best_epoch"] <= ok["epochs"]).all()
     assert (table.loc[networks, "batch_size"] >= 1).all()
-    assert (table.loc[networks, "epochs"] >= 1).all() and (
-        table.loc[~networks, "epochs"] == 0
-    ).all()
+    assert (table.loc[networks, "epochs"] >= 1).all()
+    assert (table.loc[~networks, "epochs"] == 0).all()
     predictions = pd.read_csv(tmp_path / "predictions.csv")
     assert len(predictions) == len(ok) * len(cohort.indices("test"))
-    # features are computed once per encoder and init, and an offline failure is not retried
-    assert sorted(calls) == sorted(set(calls))
-
-
-def test_features_are_freed_once_no_planned_run_needs_them(monkeypatch):
-    monkeypatch.setattr(ex, "run_frozen", stand_in_frozen)
-    monkeypatch.setattr(runs.FeatureCache, "_compute", stand_in_features)
-    cohort = toy_cohort()
-    n_train = len(cohort.indices("train"))
-    frozen = [s for s in ex.brain_age_grid("smoke", n_train) if s.config.mode == "frozen"]
-    lite0 = [s for s in frozen if s.config.encoder == "efficientnet_lite0"]
-    experiment = ex.Experiment(cohort, get_profile("smoke"), progress=False, plan=frozen)
-    calls.clear()
-    experiment.run(lite0)
-    assert not any(key[0] == "efficientnet_lite0" for key in experiment.features._store)
-    experiment.run([s for s in frozen if s not in lite0])
-    assert sorted(calls) == sorted(set(calls))  # nothing was computed twice
+    frozen = [s for s in specs if s.config.mode == "frozen"]
+    assert len(calls) == len(frozen)  # every frozen run asks; slice_features computes once
 
 
 # ---------------------------------------------------------------- networks
 
 
-def test_frozen_features_path_matches_fit_with_a_frozen_encoder():
+def test_a_frozen_run_trains_on_cached_features_like_fit_with_a_frozen_encoder():
+
     import torch
 
+    from slicemri_lite.features import FeatureSpec, clear_memory_cache, slice_features
     from slicemri_lite.models import SliceSetNet
     from slicemri_lite.train import fit, predict
 
     rng = np.random.default_rng(1)
     cohort = toy_cohort(n=20)
     cohort.volumes = rng.normal(0, 1, (20, 4, 18, 18)).astype(np.float32)
-    profile = get_profile("smoke")
-    rows = np.arange(len(cohort))
+    settings = dataclasses.replace(get_profile("smoke"), epochs=2)
     torch.manual_seed(0)
     net = SliceSetNet("scratch", pretrained=False, volume_shape=cohort.shape)
     train_val = cohort.subset(np.flatnonzero(cohort.table["split"] != "test"))
-    fit(net, train_val, epochs=2, batch_size=profile.batch_size, lr=profile.lr, seed=0,
+    fit(net, train_val, epochs=2, batch_size=settings.batch_size, lr=settings.lr, seed=0,
         device="cpu", freeze_encoder=True, progress=False)  # fmt: skip
     expected = predict(net, cohort, "test", task="age", device="cpu")
 
-    features = runs.FeatureCache(cohort, profile.batch_size, "cpu", seed=0).get("scratch", "random")
-    assert features[1].shape == (20, 4, net.encoder.out_dim)
-    config = ex.ModelConfig("sliceset", "scratch", "random", "frozen")
-    settings = dataclasses.replace(profile, epochs=2)
-    got, best_epoch = runs.run_frozen(config, cohort, features, rows, settings, seed=0)
+    config = runs.ModelConfig("sliceset", "scratch", "random", "frozen")
+    features = slice_features(cohort, FeatureSpec("scratch", "random", seed=0), disk=False)
+    got, best_epoch = runs.run_config(config, cohort, settings, seed=0, features=features)
+    clear_memory_cache()
     assert 1 <= best_epoch <= 2
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-3)
     assert np.ptp(got) > 0  # the head learned something subject-specific
+    with pytest.raises(ValueError, match="trains on frozen slice features; none were given"):
+        runs.run_config(config, cohort, settings, seed=0)
 
 
 # ---------------------------------------------------------------- command line
 
 
+@pytest.mark.slow
 def test_cli_runs_the_smoke_grid_and_writes_a_complete_table(tmp_path, capsys):
     import json
 

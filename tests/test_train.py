@@ -119,22 +119,42 @@ def test_a_checkpoint_from_another_run_is_refused(tmp_path):
         fit(scratch_net(), cohort, epochs=1, batch_size=4, lr=0.1, checkpoint=path, **QUIET)
 
 
-def test_cached_features_train_like_a_frozen_encoder():
+def test_precomputed_features_train_exactly_like_a_frozen_encoder():
+    from slicemri_lite.features import FeatureSpec, clear_memory_cache, slice_features
+
     cohort = tiny_cohort(16)
+    spec = FeatureSpec("timm:mobilenetv3_small_050", "random", seed=0)  # batch-norm encoder
 
     def net():
-        torch.manual_seed(0)  # a batch-norm encoder: eval mode must be kept while frozen
-        return SliceSetNet("timm:mobilenetv3_small_050", pretrained=False, volume_shape=SHAPE,
-                           embed_dim=16, aggregation="attention")  # fmt: skip
+        torch.manual_seed(0)  # same encoder weights as the spec's; eval mode kept while frozen
+        return SliceSetNet(spec.encoder, pretrained=False, volume_shape=SHAPE, embed_dim=16,
+                           aggregation="attention")  # fmt: skip
 
-    settings = {"epochs": 3, "batch_size": 4, "freeze_encoder": True, **QUIET}
-    slow_model, fast_model = net(), net()
-    encoder_before = {k: v.clone() for k, v in slow_model.encoder.state_dict().items()}
-    slow = fit(slow_model, cohort, feature_cache=False, **settings)
-    fast = fit(fast_model, cohort, feature_cache=True, **settings)
-    _same_run(slow, fast)
-    for key, value in slow_model.encoder.state_dict().items():
+    settings = {"epochs": 3, "batch_size": 4, **QUIET}
+    own_model, cached_model = net(), net()
+    encoder_before = {k: v.clone() for k, v in own_model.encoder.state_dict().items()}
+    own = fit(own_model, cohort, freeze_encoder=True, **settings)
+    features = slice_features(cohort, spec, disk=False)
+    cached = fit(cached_model, cohort, features=features, **settings)
+    clear_memory_cache()
+    _same_run(own, cached)
+    for key, value in own_model.encoder.state_dict().items():
         torch.testing.assert_close(value, encoder_before[key], rtol=0, atol=0)
+    np.testing.assert_allclose(  # the returned models take raw volumes, and agree
+        predict(own_model, cohort, device="cpu"), predict(cached_model, cohort, device="cpu"),
+        rtol=1e-5, atol=1e-4,
+    )  # fmt: skip
+
+
+def test_features_of_another_cohort_or_encoder_are_refused():
+    from slicemri_lite.features import FeatureSpec, slice_features
+
+    cohort = tiny_cohort(8)
+    features = slice_features(cohort, FeatureSpec("scratch", "random", "axial"), disk=False)
+    with pytest.raises(ValueError, match="don't match the model"):
+        fit(scratch_net(), cohort, features=features, epochs=1, **QUIET)
+    with pytest.raises(ValueError, match="8 rows but the cohort has 4"):
+        fit(scratch_net(axis="axial"), cohort.subset(range(4)), features=features, **QUIET)
 
 
 def test_folded_standardisation_gives_the_standardised_head_on_raw_volumes():
@@ -186,11 +206,14 @@ def test_ad_task_gives_probabilities_and_classification_metrics():
     assert float(model.target_std) == 1.0 and float(model.target_mean) == 0.0
 
 
-def test_conv3d_baseline_trains():
+def test_conv3d_baseline_trains_and_its_loss_falls():
     torch.manual_seed(0)
     model = Conv3DNet(volume_shape=SHAPE, embed_dim=8, channels=(4, 8, 8, 8, 8))
-    result = fit(model, tiny_cohort(16), epochs=2, batch_size=4, **QUIET)
-    assert np.isfinite(result.metrics["test_mae"])
+    cohort = tiny_cohort(8)
+    cohort.table["split"] = ["train"] * 6 + ["val", "test"]
+    result = fit(model, cohort, epochs=8, batch_size=2, lr=3e-3, patience=None, **QUIET)
+    losses = result.history["train_loss"].to_numpy()
+    assert np.isfinite(result.metrics["test_mae"]) and losses[-2:].mean() < 0.7 * losses[0]
 
 
 def test_bad_arguments_are_reported():

@@ -8,12 +8,12 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from slicemri_lite import geometry, grid, viz
+from slicemri_lite import geometry, viz
 
 SHAPE = (5, 6, 7)  # (X, Y, Z), all different so a wrong axis cannot pass
 VOLUME = np.arange(np.prod(SHAPE)).reshape(SHAPE)
 RAS = np.diag([2.0, 2.0, 2.0, 1.0])
-LAS = grid.grid_affine(2)
+LAS = geometry.grid_affine(2)
 
 
 def test_orthogonal_slices_returns_each_axis_rotated_for_display():

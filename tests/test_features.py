@@ -1,0 +1,93 @@
+"""Frozen slice features: computed once per cohort and encoder, reused from memory and disk."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from data_fixtures import small_cohort
+
+from slicemri_lite import features as feat
+from slicemri_lite.features import FeatureSpec, slice_features
+
+SPEC = FeatureSpec("scratch", "random", "sagittal", seed=0)
+
+
+@pytest.fixture
+def encoder_calls(monkeypatch):
+    """Counts how many volumes go through an encoder; memory cache emptied before and after."""
+    calls = []
+    original = feat.encode_volumes
+
+    def counting(net, volumes, rows=None, **kwargs):
+        calls.append(len(volumes) if rows is None else len(rows))
+        return original(net, volumes, rows, **kwargs)
+
+    monkeypatch.setattr(feat, "encode_volumes", counting)
+    feat.clear_memory_cache()
+    yield calls
+    feat.clear_memory_cache()
+
+
+@pytest.fixture
+def cached_cohort(tmp_path):
+    """Twelve volumes of the small cohort saved and loaded back, as open_cohort gives them."""
+    from slicemri_lite.data import load_cohort
+
+    small_cohort().subset(range(12)).save(tmp_path / "cohorts" / "small")
+    return load_cohort(tmp_path / "cohorts" / "small")
+
+
+def test_a_second_request_runs_no_encoder(cached_cohort, encoder_calls):
+    first = slice_features(cached_cohort, SPEC, batch_size=16)
+    assert encoder_calls == [len(cached_cohort)]
+    assert first.shape == (len(cached_cohort), cached_cohort.shape[0], first.shape[2])
+    again = slice_features(cached_cohort, SPEC, batch_size=16)
+    assert encoder_calls == [len(cached_cohort)] and again is first
+
+
+def test_the_disk_cache_serves_a_new_process(cached_cohort, encoder_calls, tmp_path):
+    first = slice_features(cached_cohort, SPEC, batch_size=16)
+    feat.clear_memory_cache()  # as if a later chapter started a new kernel
+    again = slice_features(cached_cohort, SPEC, batch_size=16)
+    assert encoder_calls == [len(cached_cohort)]
+    np.testing.assert_array_equal(again.values, first.values)
+    folders = list((tmp_path / "features" / "small").iterdir())
+    assert [f.name for f in folders] == [SPEC.name]
+
+
+def test_a_damaged_disk_cache_is_recomputed_not_used(cached_cohort, encoder_calls, tmp_path):
+    first = slice_features(cached_cohort, SPEC, batch_size=16)
+    stored = tmp_path / "features" / "small" / SPEC.name / "features.npy"
+    stored.write_bytes(stored.read_bytes()[:-64])  # cut short
+    feat.clear_memory_cache()
+    again = slice_features(cached_cohort, SPEC, batch_size=16)
+    assert encoder_calls == [len(cached_cohort)] * 2
+    np.testing.assert_array_equal(again.values, first.values)
+
+
+def test_another_spec_or_cohort_content_gets_other_features(cached_cohort, encoder_calls):
+    a = slice_features(cached_cohort, SPEC, batch_size=16)
+    b = slice_features(cached_cohort, FeatureSpec("scratch", "random", seed=1), batch_size=16)
+    c = slice_features(cached_cohort.subset(range(6)), SPEC, batch_size=16)
+    assert len(encoder_calls) == 3 and len({a.key, b.key, c.key}) == 3
+    assert not np.allclose(a.values, b.values)
+    np.testing.assert_allclose(c.values, a.values[:6], rtol=1e-5, atol=1e-5)
+
+
+def test_features_equal_the_models_own_slice_features():
+    cohort = small_cohort().subset(range(4))
+    features = slice_features(cohort, SPEC, disk=False)
+    net = SPEC.build(cohort.shape)
+    x = torch.from_numpy(np.asarray(cohort.volumes, dtype=np.float32))[:, None]
+    with torch.no_grad():
+        expected = net.slice_features(x).numpy()
+    np.testing.assert_allclose(features.values, expected, rtol=1e-5, atol=1e-5)
+    feat.clear_memory_cache()
+
+
+def test_bad_specs_are_refused():
+    with pytest.raises(ValueError, match="'init' must be one of \\['imagenet', 'random'\\]"):
+        FeatureSpec("scratch", "pretrained")
+    with pytest.raises(ValueError, match="'axis' must be one of"):
+        FeatureSpec("scratch", "random", "oblique")
