@@ -35,13 +35,20 @@ __all__ = [
     "t_interval",
 ]
 
-CONFIG_KEYS = ["model", "encoder", "init", "mode"]
+CONFIG_KEYS = ["model", "encoder", "init", "mode", "axis", "position", "aggregation"]
+
+
+def _config_keys(frame: pd.DataFrame) -> list[str]:
+    """The configuration columns a table has (tables kept from older versions lack some)."""
+    return [k for k in CONFIG_KEYS if k in frame.columns]
+
+
 LOWER_IS_BETTER = ("mae", "rmse")
 
 
 def _labels(frame: pd.DataFrame) -> pd.Series:
     return pd.Series(
-        [run_label(*values) for values in frame[CONFIG_KEYS].itertuples(index=False)],
+        [run_label(**row) for row in frame[_config_keys(frame)].to_dict("records")],
         index=frame.index,
         dtype=object,
     )
@@ -70,19 +77,20 @@ def summarize(results: pd.DataFrame, metric: str = "mae") -> pd.DataFrame:
     """Mean and 95% CI of ``metric`` over seeds, per configuration and training size."""
     ok = results[results["status"] == "ok"]
     rows = []
-    for key, group in ok.groupby([*CONFIG_KEYS, "train_size"], sort=False):
+    keys = _config_keys(ok)
+    for key, group in ok.groupby([*keys, "train_size"], sort=False):
         mean, low, high = t_interval(group[metric])
         rows.append(
             {
-                "label": run_label(*key[:4]),
-                **dict(zip([*CONFIG_KEYS, "train_size"], key, strict=True)),
+                "label": run_label(**dict(zip(keys, key[:-1], strict=True))),
+                **dict(zip([*keys, "train_size"], key, strict=True)),
                 "n_seeds": len(group),
                 metric: mean,
                 "ci_low": low,
                 "ci_high": high,
             }
         )
-    columns = ["label", *CONFIG_KEYS, "train_size", "n_seeds", metric, "ci_low", "ci_high"]
+    columns = ["label", *keys, "train_size", "n_seeds", metric, "ci_low", "ci_high"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -243,12 +251,13 @@ def flat_runs(predictions: pd.DataFrame, ratio: float = 0.1) -> pd.DataFrame:
     training mean, whatever its MAE. Returns ``label``, ``train_size``, ``n_runs`` and
     ``n_flat`` for every configuration and size with at least one flat run.
     """
-    keys = [*CONFIG_KEYS, "train_size", "seed"]
+    config_keys = _config_keys(predictions)
+    keys = [*config_keys, "train_size", "seed"]
     spread = predictions.groupby(keys, sort=False).agg(
         predicted=("predicted", "std"), age=("age", "std")
     )
     spread["flat"] = spread["predicted"] < ratio * spread["age"]
-    per_config = spread.groupby([*CONFIG_KEYS, "train_size"], sort=False)["flat"].agg(
+    per_config = spread.groupby([*config_keys, "train_size"], sort=False)["flat"].agg(
         n_runs="size", n_flat="sum"
     )
     per_config = per_config[per_config["n_flat"] > 0].reset_index()

@@ -25,7 +25,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
 
@@ -35,10 +35,10 @@ import torch
 
 from slicemri_lite.atomic import write_csv_atomic, write_json_atomic
 from slicemri_lite.cohort import Cohort
-from slicemri_lite.compare import summarize
+from slicemri_lite.compare import CONFIG_KEYS, summarize
 from slicemri_lite.encoders import OfflineWeightsError
 from slicemri_lite.features import slice_features
-from slicemri_lite.metrics import age_metrics
+from slicemri_lite.metrics import run_metrics
 from slicemri_lite.profiles import Profile, get_profile
 from slicemri_lite.runs import NETWORKS, ModelConfig, RunSpec, run_config
 from slicemri_lite.validation import check_choice
@@ -52,16 +52,17 @@ __all__ = [
     "ModelConfig",
     "RunSpec",
     "brain_age_grid",
+    "columns",
+    "grid_runs",
+    "run_grid",
     "grid_configs",
     "main",
     "subset_rows",
 ]
 
-RUN_KEYS = ["model", "encoder", "init", "mode", "train_size", "seed"]
-METRICS = ["mae", "rmse", "r"]
-COLUMNS = [
-    *RUN_KEYS,
-    *METRICS,
+RUN_KEYS = [*CONFIG_KEYS, "train_size", "seed"]
+METRICS = {"age": ["mae", "rmse", "r"], "ad": ["auc", "balanced_accuracy"]}
+DETAILS = [
     "status",
     "epochs",
     "best_epoch",
@@ -72,6 +73,13 @@ COLUMNS = [
     "seconds",
     "versions",
 ]
+COLUMNS = [*RUN_KEYS, *METRICS["age"], *DETAILS]  # the brain-age grid's table
+PREDICTION_COLUMNS = ["participant_id", "age", "diagnosis", "predicted"]
+
+
+def columns(task: str = "age") -> list[str]:
+    """The results table's columns for a task: run keys, the task's metrics, details."""
+    return [*RUN_KEYS, *METRICS[check_choice("task", task, METRICS)], *DETAILS]
 
 
 MEAN, RIDGE, CONV3D = ModelConfig("mean"), ModelConfig("ridge"), ModelConfig("conv3d")
@@ -125,7 +133,7 @@ def _finetune(*encoders: str) -> tuple[ModelConfig, ...]:
 
 
 BASELINES = (MEAN, RIDGE)
-GRIDS: dict[str, tuple[GridBlock, ...]] = {
+BRAIN_AGE: dict[str, tuple[GridBlock, ...]] = {
     # CI, seconds per run: every code path once, two seeds so that intervals are computed.
     "smoke": (
         GridBlock((*BASELINES, *_probes(LITE0), *_frozen("resnet18", LITE0)), (8, ALL), (0, 1)),
@@ -159,22 +167,48 @@ GRIDS: dict[str, tuple[GridBlock, ...]] = {
 }
 
 
-def grid_configs(profile: str) -> list[ModelConfig]:
+@dataclass(frozen=True)
+class Grid:
+    """A named experiment: what it predicts, and its blocks per profile (smoke, cpu, gpu).
+
+    ``cohort_options`` go to ``open_cohort`` for the synthetic cohort (e.g. AD enrichment).
+    """
+
+    task: str
+    profiles: dict[str, tuple[GridBlock, ...]]
+    help: str = ""
+    cohort_options: dict = field(default_factory=dict)
+
+
+# Every grid the command line runs; each chapter's grid is one entry, run by one runner.
+GRIDS: dict[str, Grid] = {
+    "brain-age": Grid("age", BRAIN_AGE, "baselines vs slice models, pretrained vs scratch"),
+}
+
+
+def grid_configs(profile: str, name: str = "brain-age") -> list[ModelConfig]:
     """Every configuration in a profile's grid, in grid order."""
-    return list(dict.fromkeys(c for block in GRIDS[profile] for c in block.configs))
+    blocks = GRIDS[check_choice("grid", name, GRIDS)].profiles[profile]
+    return list(dict.fromkeys(c for block in blocks for c in block.configs))
 
 
 def brain_age_grid(profile: str, n_train: int, seed_offset: int = 0) -> list[RunSpec]:
-    """The runs of one profile's grid for a cohort with ``n_train`` training subjects.
+    """The runs of the brain-age grid (Chapter 4); see ``grid_runs``."""
+    return grid_runs("brain-age", profile, n_train, seed_offset)
+
+
+def grid_runs(name: str, profile: str, n_train: int, seed_offset: int = 0) -> list[RunSpec]:
+    """The runs of one grid at one profile for a cohort with ``n_train`` training subjects.
 
     ``seed_offset`` shifts every seed (the chapters' ``SEED`` parameter).
     """
-    check_choice("profile", profile, GRIDS)
+    blocks = GRIDS[check_choice("grid", name, GRIDS)].profiles
+    check_choice("profile", profile, blocks)
     if n_train < 2:
         raise ValueError(f"the cohort needs at least 2 training subjects; it has {n_train}.")
     profile_epochs = get_profile(profile).epochs
     specs = []
-    for block in GRIDS[profile]:
+    for block in blocks[profile]:
         sizes = sorted({n_train if s == ALL else min(s, n_train) for s in block.sizes})
         base = block.epochs or profile_epochs
         for size in sizes:
@@ -232,6 +266,8 @@ class Experiment:
         out: folder for ``results.csv`` and ``predictions.csv``; ``None`` keeps them in memory.
         progress: print one line per run.
         seed: seeds the random-init encoders whose frozen features are shared by all runs.
+        task: ``"age"`` or ``"ad"``: what every run predicts, and its metrics
+            (``METRICS[task]``; AD metrics take their threshold from the val split).
 
     Frozen runs read the cohort's slice features from ``slicemri_lite.features``: the
     encoder runs once per (cohort, encoder, weights, axis), on the first run that needs it
@@ -246,7 +282,9 @@ class Experiment:
         out: str | os.PathLike | None = None,
         progress: bool = True,
         seed: int = 0,
+        task: str = "age",
     ):
+        self.task = check_choice("task", task, METRICS)
         self.cohort, self.profile, self.data = cohort, profile, str(data)
         self.out = None if out is None else Path(out)
         self.progress = progress
@@ -262,25 +300,27 @@ class Experiment:
 
     @property
     def results(self) -> pd.DataFrame:
-        """One row per run, columns ``COLUMNS``."""
-        return pd.DataFrame(self.rows, columns=COLUMNS)
+        """One row per run, columns ``columns(task)``."""
+        return pd.DataFrame(self.rows, columns=columns(self.task))
 
     @property
     def predictions(self) -> pd.DataFrame:
-        """Test-set predictions: run keys, ``participant_id``, ``age``, ``predicted``."""
+        """Test-set predictions: run keys, ``participant_id``, ``age``, ``diagnosis``,
+        ``predicted`` (years, or AD probability / score)."""
         if not self.prediction_frames:
-            return pd.DataFrame(columns=[*RUN_KEYS, "participant_id", "age", "predicted"])
+            return pd.DataFrame(columns=[*RUN_KEYS, *PREDICTION_COLUMNS])
         return pd.concat(self.prediction_frames, ignore_index=True)
 
     def run(self, specs: list[RunSpec]) -> pd.DataFrame:
         """Run ``specs`` in order; returns their rows (all rows stay in ``results``)."""
         start = len(self.rows)
+        metric = METRICS[self.task][0]
         for i, spec in enumerate(specs, 1):
             row = self._run_one(spec)
             if self.progress:
                 print(
                     f"[{i}/{len(specs)}] {spec.config.label:<36} n={spec.train_size:<4} "
-                    f"seed={spec.seed}  mae={row['mae']:.2f}  {row['status']}  "
+                    f"seed={spec.seed}  {metric}={row[metric]:.2f}  {row['status']}  "
                     f"({row['seconds']:.1f}s)",
                     flush=True,
                 )
@@ -292,22 +332,22 @@ class Experiment:
         tic = time.perf_counter()
         settings = spec.settings(self.profile)
         network = spec.config.model in NETWORKS
-        row = {**spec.key(), **dict.fromkeys(METRICS, float("nan"))}
+        row = {**spec.key(), **dict.fromkeys(METRICS[self.task], float("nan"))}
         row.update(epochs=settings.epochs if network else 0, best_epoch=float("nan"))
         row["batch_size"] = settings.batch_size if network else 0
         row.update(self._context)
         try:
             features = self._features(spec.config, rows)
-            predicted, best_epoch = run_config(
-                spec.config, cohort, settings, spec.seed, spec.patience, features
-            )
+            result = run_config(spec.config, cohort, settings, spec.seed, spec.patience,
+                                features, self.task)  # fmt: skip
         except OfflineWeightsError:
             row["status"] = "skipped: weights unavailable offline"
         else:
-            test = cohort.table.iloc[cohort.indices("test")]
-            row.update(age_metrics(test["age"].to_numpy(), predicted), status="ok")
-            row["best_epoch"] = best_epoch
-            self._keep_predictions(spec, test, predicted)
+            targets = [cohort.targets(self.task, cohort.indices(s)) for s in ("val", "test")]
+            scores = run_metrics(self.task, targets[0], result.val, targets[1], result.test)
+            row.update({k: scores[k] for k in METRICS[self.task]}, status="ok")
+            row["best_epoch"] = result.best_epoch
+            self._keep_predictions(spec, cohort.table.iloc[cohort.indices("test")], result.test)
         row["seconds"] = time.perf_counter() - tic
         _release_memory()
         self.rows.append(row)
@@ -327,6 +367,7 @@ class Experiment:
         columns = {
             "participant_id": test["participant_id"].to_numpy(),
             "age": test["age"].to_numpy(),
+            "diagnosis": test["diagnosis"].to_numpy(),
             "predicted": np.asarray(predicted, dtype=float),
         }
         self.prediction_frames.append(pd.DataFrame({**spec.key(), **columns}))
@@ -340,17 +381,30 @@ class Experiment:
 # ----------------------------------------------------------------------------- command line
 
 
-def run_brain_age(
-    profile: str = "smoke", data: str = "synthetic", out=None, seed: int = 0, progress: bool = True
-) -> Experiment:
-    """Open the cohort for ``profile`` and run its whole grid; returns the ``Experiment``."""
+def open_grid_cohort(name: str, profile: Profile, data: str = "synthetic", seed: int = 0):
+    """The cohort a grid runs on at a profile (``Grid.cohort_options`` adds, e.g., AD
+    enrichment to the profile's size and grid)."""
     from slicemri_lite.data import open_cohort
 
+    options = GRIDS[check_choice("grid", name, GRIDS)].cohort_options
+    return open_cohort(data, n_subjects=profile.n_subjects, resolution=profile.resolution,
+                       seed=seed, **(options if data == "synthetic" else {}))  # fmt: skip
+
+
+def run_grid(
+    name: str = "brain-age",
+    profile: str = "smoke",
+    data: str = "synthetic",
+    out=None,
+    seed: int = 0,
+    progress: bool = True,
+) -> Experiment:
+    """Open the grid's cohort for ``profile`` and run the whole grid; returns the ``Experiment``."""
     prof = get_profile(profile)
-    cohort = open_cohort(data, n_subjects=prof.n_subjects, resolution=prof.resolution, seed=seed)
-    grid = brain_age_grid(prof.name, len(cohort.indices("train")), seed_offset=seed)
-    experiment = Experiment(cohort, prof, data, out, progress, seed)
-    experiment.run(grid)
+    cohort = open_grid_cohort(name, prof, data, seed)
+    runs = grid_runs(name, prof.name, len(cohort.indices("train")), seed_offset=seed)
+    experiment = Experiment(cohort, prof, data, out, progress, seed, GRIDS[name].task)
+    experiment.run(runs)
     return experiment
 
 
@@ -378,17 +432,19 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = argparse.ArgumentParser(prog="python -m slicemri_lite.experiments")
     sub = parser.add_subparsers(dest="command", required=True)
-    brain = sub.add_parser("brain-age", help="baselines vs slice models, pretrained vs scratch")
-    brain.add_argument("--profile", default="auto", choices=["auto", *GRIDS])
-    brain.add_argument("--data", default="synthetic", help='"synthetic", "oasis" or a cohort path')
-    brain.add_argument("--out", required=True, help="folder for the results (created if missing)")
-    brain.add_argument("--seed", type=int, default=0, help="cohort seed; offsets the run seeds")
+    for name, grid in GRIDS.items():
+        command = sub.add_parser(name, help=grid.help)
+        command.add_argument("--profile", default="auto", choices=["auto", *grid.profiles])
+        command.add_argument("--data", default="synthetic",
+                             help='"synthetic", "oasis" or a cohort path')  # fmt: skip
+        command.add_argument("--out", required=True, help="folder for the results (created)")
+        command.add_argument("--seed", type=int, default=0, help="cohort seed; offsets run seeds")
     args = parser.parse_args(argv)
     out, started = Path(args.out), time.time()
     _write_provenance(out, argv, started, finished=False)
-    experiment = run_brain_age(args.profile, args.data, out, args.seed)
+    experiment = run_grid(args.command, args.profile, args.data, out, args.seed)
     _write_provenance(out, argv, started, finished=True)
-    summary = summarize(experiment.results)
+    summary = summarize(experiment.results, METRICS[experiment.task][0])
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     print(f"wrote results.csv, predictions.csv and provenance.json to {out}")
     return 0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["age_metrics", "ad_metrics"]
+__all__ = ["age_metrics", "ad_metrics", "run_metrics"]
 
 
 def age_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
@@ -43,3 +43,11 @@ def ad_metrics(is_ad: np.ndarray, probability: np.ndarray) -> dict[str, float]:
         "auc": float(roc_auc_score(is_ad, probability)) if both else np.nan,
         "balanced_accuracy": float(balanced_accuracy_score(is_ad, probability >= 0.5)),
     }
+
+
+def run_metrics(task: str, y_val, predicted_val, y_test, predicted_test) -> dict[str, float]:
+    """A run's test metrics: ``age_metrics`` for age; for AD, ``ad_metrics`` on the test
+    split (its decision threshold is not tuned on test)."""
+    if task == "age":
+        return age_metrics(y_test, predicted_test)
+    return ad_metrics(y_test, predicted_test)

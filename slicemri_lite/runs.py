@@ -17,7 +17,7 @@ frozen config without them is refused rather than fine-tuned.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 import torch
@@ -30,21 +30,42 @@ from slicemri_lite.profiles import Profile
 from slicemri_lite.train import fit, predict
 from slicemri_lite.validation import check_choice
 
-__all__ = ["MODELS", "NETWORKS", "ModelConfig", "RunSpec", "run_config", "run_label"]
+__all__ = [
+    "MODELS",
+    "NETWORKS",
+    "SLICE_OPTIONS",
+    "ModelConfig",
+    "RunResult",
+    "RunSpec",
+    "run_config",
+    "run_label",
+]
 
 MODELS = ("mean", "ridge", "probe", "conv3d", "sliceset")
 NETWORKS = ("conv3d", "sliceset")
 MODES = ("-", "frozen", "finetune")
+# A slice model's options beyond its encoder, with the book's defaults; a label names an
+# option only where a configuration differs from its default.
+SLICE_OPTIONS = {"axis": "sagittal", "position": "learned", "aggregation": "mean"}
 
 
-def run_label(model: str, encoder: str = "-", init: str = "-", mode: str = "-", **_) -> str:
-    """A short name for a configuration, e.g. ``"efficientnet_lite0 imagenet frozen"``."""
+def run_label(model: str, encoder: str = "-", init: str = "-", mode: str = "-", **options) -> str:
+    """A short name for a configuration, e.g. ``"efficientnet_lite0 imagenet frozen"``.
+
+    Slice-model options that differ from ``SLICE_OPTIONS`` are appended, e.g.
+    ``"scratch finetune axial position=none"``.
+    """
     if model == "probe":
         return f"{encoder} {init} probe"
     if model != "sliceset":
         return model
     init = "" if encoder == "scratch" else f" {init}"
-    return f"{encoder}{init} {mode}"
+    extra = [
+        value if name == "axis" else f"{name}={value}"
+        for name, value in options.items()
+        if name in SLICE_OPTIONS and value != SLICE_OPTIONS[name]
+    ]
+    return " ".join([f"{encoder}{init} {mode}", *extra])
 
 
 @dataclass(frozen=True)
@@ -56,12 +77,16 @@ class ModelConfig:
         encoder: the 2D encoder of a slice model or probe (``"-"`` otherwise).
         init: the encoder's initial weights, ``"imagenet"`` or ``"random"``.
         mode: ``"frozen"`` (only position, pooling and head learn) or ``"finetune"``.
+        axis, position, aggregation: a slice model's options (``SliceSetNet``'s names).
     """
 
     model: str
     encoder: str = "-"
     init: str = "-"
     mode: str = "-"
+    axis: str = SLICE_OPTIONS["axis"]
+    position: str = SLICE_OPTIONS["position"]
+    aggregation: str = SLICE_OPTIONS["aggregation"]
 
     def __post_init__(self):
         check_choice("model", self.model, MODELS)
@@ -81,7 +106,27 @@ class ModelConfig:
 
     def feature_spec(self, seed: int = 0) -> FeatureSpec:
         """The features a frozen run reads (random encoders are drawn under ``seed``)."""
-        return FeatureSpec(self.encoder, self.init, seed=seed)
+        return FeatureSpec(self.encoder, self.init, self.axis, seed=seed)
+
+    def build(self, volume_shape) -> SliceSetNet | Conv3DNet:
+        """The untrained network (call under ``torch.manual_seed``)."""
+        if self.model == "conv3d":
+            return Conv3DNet(volume_shape=volume_shape)
+        pretrained = self.init == "imagenet" and not self.needs_features  # features carry it
+        options = {f.name: getattr(self, f.name) for f in fields(self) if f.name in SLICE_OPTIONS}
+        return SliceSetNet(self.encoder, pretrained=pretrained, volume_shape=volume_shape,
+                           **options)  # fmt: skip
+
+
+@dataclass
+class RunResult:
+    """What one run predicts: ``(n_val,)`` and ``(n_test,)`` ages (years) or AD
+    probabilities (AD decision scores for ridge), and the epoch early stopping kept
+    (0 for models without epochs)."""
+
+    val: np.ndarray
+    test: np.ndarray
+    best_epoch: int = 0
 
 
 @dataclass(frozen=True)
@@ -116,8 +161,9 @@ def run_config(
     seed: int,
     patience: int = 5,
     features: SliceFeatures | None = None,
-) -> tuple[np.ndarray, int]:
-    """Train ``config`` on ``cohort``'s train split; ``(test predictions (n_test,), best_epoch)``.
+    task: str = "age",
+) -> RunResult:
+    """Train ``config`` on ``cohort``'s train split; its val and test predictions.
 
     Args:
         config: what to train.
@@ -126,36 +172,34 @@ def run_config(
         seed: seeds the network's initial weights and batch order.
         patience: early stopping's, in epochs.
         features: the cohort's frozen slice features (same rows), needed by frozen configs.
-
-    The best epoch is 0 for models without epochs (mean, ridge, probe).
+        task: ``"age"`` or ``"ad"``.
     """
     if config.needs_features and features is None:
         raise ValueError(f"{config.label!r} trains on frozen slice features; none were given.")
     if config.model == "mean":
-        return MeanBaseline().fit(cohort).predict(cohort, "test"), 0
+        baseline = MeanBaseline(task).fit(cohort)
+        return RunResult(baseline.predict(cohort, "val"), baseline.predict(cohort, "test"))
     if config.model == "ridge":
-        return VoxelRidge().fit(cohort).predict(cohort, "test"), 0
+        ridge = VoxelRidge(task).fit(cohort)
+        return RunResult(ridge.predict(cohort, "val"), ridge.predict(cohort, "test"))
     if config.model == "probe":
-        return _run_probe(cohort, features), 0
+        return _run_probe(cohort, features, task)
     torch.manual_seed(seed)
-    if config.model == "conv3d":
-        model = Conv3DNet(volume_shape=cohort.shape)
-    else:
-        pretrained = config.init == "imagenet" and not config.needs_features  # features carry it
-        model = SliceSetNet(config.encoder, pretrained=pretrained, volume_shape=cohort.shape)
+    model = config.build(cohort.shape)
     not_test = np.flatnonzero(cohort.table["split"] != "test")
     train_val = cohort.subset(not_test)
     train_features = None if features is None else features.subset(not_test)
-    result = fit(model, train_val, task="age", epochs=profile.epochs, lr=profile.lr, seed=seed,
+    result = fit(model, train_val, task=task, epochs=profile.epochs, lr=profile.lr, seed=seed,
                  patience=patience, progress=False, batch_size=profile.batch_size,
                  device=profile.device, features=train_features)  # fmt: skip
-    predicted = predict(model, cohort, "test", "age", profile.batch_size, profile.device, features)
-    return predicted, result.best_epoch
+    val, test = (predict(model, cohort, split, task, profile.batch_size, profile.device, features)
+                 for split in ("val", "test"))  # fmt: skip
+    return RunResult(val, test, result.best_epoch)
 
 
-def _run_probe(cohort: Cohort, features: SliceFeatures) -> np.ndarray:
-    """Ridge on slice-averaged frozen features: test ages ``(n_test,)``."""
+def _run_probe(cohort: Cohort, features: SliceFeatures, task: str) -> RunResult:
+    """Ridge on slice-averaged frozen features: the linear probe."""
     x = {s: features.pooled(cohort.indices(s)) for s in ("train", "val", "test")}
-    y = {s: cohort.targets("age", cohort.indices(s)) for s in ("train", "val")}
-    ridge = Ridge("age").fit(x["train"], y["train"], x["val"], y["val"])
-    return ridge.predict(x["test"])
+    y = {s: cohort.targets(task, cohort.indices(s)) for s in ("train", "val")}
+    ridge = Ridge(task).fit(x["train"], y["train"], x["val"], y["val"])
+    return RunResult(ridge.predict(x["val"]), ridge.predict(x["test"]))

@@ -97,7 +97,7 @@ def test_ridge_needs_a_validation_split():
 def test_grid_caps_sizes_at_the_training_split_and_covers_every_seed():
     specs = ex.brain_age_grid("cpu", n_train=70, seed_offset=10)
     assert len(specs) == len(set(specs))
-    for block in ex.GRIDS["cpu"]:
+    for block in ex.GRIDS["brain-age"].profiles["cpu"]:
         sizes = {70 if s == ex.ALL else min(s, 70) for s in block.sizes}
         for config in block.configs:
             runs = {(s.train_size, s.seed) for s in specs if s.config == config}
@@ -125,7 +125,7 @@ def test_equal_steps_gives_smaller_training_sets_more_epochs():
 
 
 def test_grids_pair_imagenet_with_random_init_and_gpu_runs_everything():
-    for profile in ex.GRIDS:
+    for profile in ex.GRIDS["brain-age"].profiles:
         configs = set(ex.grid_configs(profile))
         for encoder in ("resnet18", "efficientnet_lite0"):
             for init in ("imagenet", "random"):
@@ -272,7 +272,7 @@ def test_summarize_ignores_skipped_runs_and_reports_a_ci_per_size():
 # ---------------------------------------------------------------- results table
 
 
-def stand_in_run(config, cohort, profile, seed, patience=5, features=None):
+def stand_in_run(config, cohort, profile, seed, patience=5, features=None, task="age"):
     """Stands in for training: the train mean plus seeded noise."""
     assert (features is not None) == (config.mode == "frozen")
     if features is not None:
@@ -280,7 +280,8 @@ def stand_in_run(config, cohort, profile, seed, patience=5, features=None):
     rng = np.random.default_rng(seed)
     mean = cohort.table["age"].to_numpy()[cohort.indices("train")].mean()
     epochs = profile.epochs if config.model in runs.NETWORKS else 0
-    return mean + rng.normal(0, 5, len(cohort.indices("test"))), epochs
+    val, test = (mean + rng.normal(0, 5, len(cohort.indices(s))) for s in ("val", "test"))
+    return runs.RunResult(val, test, epochs)
 
 
 def stand_in_features(cohort, spec, **kwargs):
@@ -349,9 +350,10 @@ def test_a_frozen_run_trains_on_cached_features_like_fit_with_a_frozen_encoder()
 
     config = runs.ModelConfig("sliceset", "scratch", "random", "frozen")
     features = slice_features(cohort, FeatureSpec("scratch", "random", seed=0), disk=False)
-    got, best_epoch = runs.run_config(config, cohort, settings, seed=0, features=features)
+    result = runs.run_config(config, cohort, settings, seed=0, features=features)
+    got = result.test
     clear_memory_cache()
-    assert 1 <= best_epoch <= 2
+    assert 1 <= result.best_epoch <= 2
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-3)
     assert np.ptp(got) > 0  # the head learned something subject-specific
     with pytest.raises(ValueError, match="trains on frozen slice features; none were given"):

@@ -1,0 +1,60 @@
+"""The library's shape: no import cycles, and no module imports from a layer below it."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "slicemri_lite"
+
+# ARCHITECTURE.md's layers, top (imported by everything) to bottom (imports the rest).
+LAYERS = [
+    {"validation", "atomic", "env", "geometry"},
+    {"cohort", "splits", "anatomy", "synthetic", "nifti", "oasis", "data"},
+    {"metrics", "baselines"},
+    {"encoders", "models"},
+    {"features"},
+    {"train", "profiles"},
+    {"runs", "experiments", "compare"},
+    {"viz", "bench", "cachedir"},
+]
+
+
+def layer_of(module: str) -> int:
+    for i, layer in enumerate(LAYERS):
+        if module in layer:
+            return i
+    raise AssertionError(f"slicemri_lite/{module}.py is in no layer: add it to ARCHITECTURE.md")
+
+
+def imports() -> dict[str, set[str]]:
+    """Every module's imports of sibling modules, lazy (in-function) ones included."""
+    modules = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__", "__main__"}
+    found = {}
+    for name in modules:
+        deps = set()
+        for node in ast.walk(ast.parse((PACKAGE / f"{name}.py").read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("slicemri_lite"):
+                parts = node.module.split(".")
+                deps |= {parts[1]} if len(parts) > 1 else {a.name for a in node.names}
+        found[name] = deps & modules - {name}
+    return found
+
+
+def test_every_module_has_a_layer_and_imports_only_upwards():
+    graph = imports()
+    for module, deps in graph.items():
+        for dep in deps:
+            assert layer_of(dep) <= layer_of(module), f"{module} imports {dep} from below it"
+
+
+def test_there_are_no_import_cycles():
+    graph = imports()
+
+    def visit(node, path):
+        for dep in graph[node]:
+            assert dep not in path, "import cycle: " + " -> ".join([*path, dep])
+            visit(dep, [*path, dep])
+
+    for module in graph:
+        visit(module, [module])
