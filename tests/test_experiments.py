@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
+from data_fixtures import planted_cohort
 from scipy import stats
 
 from slicemri_lite import compare, runs
@@ -21,22 +22,8 @@ from slicemri_lite.profiles import get_profile
 
 def toy_cohort(n: int = 60, seed: int = 0, signal: float = 1.0) -> Cohort:
     """Small volumes whose centre brightens with age, plus noise; 60/20/20 splits."""
-    rng = np.random.default_rng(seed)
-    age = rng.uniform(20, 90, n)
-    volumes = rng.normal(0, 1, (n, 8, 8, 8)).astype(np.float32)
-    volumes[:, 2:6, 2:6, 2:6] += signal * ((age - 55) / 20)[:, None, None, None]
-    split = np.array(["train"] * int(0.6 * n) + ["val"] * int(0.2 * n))
-    split = np.concatenate([split, ["test"] * (n - len(split))])
-    table = pd.DataFrame(
-        {
-            "participant_id": [f"sub-{i:03d}" for i in range(n)],
-            "age": age,
-            "sex": rng.choice(["F", "M"], n),
-            "diagnosis": "CN",
-            "split": split,
-        }
-    )
-    return Cohort(volumes=volumes, table=table, affine=np.diag([4.0, 4.0, 4.0, 1.0]))
+    return planted_cohort(n, (8, 8, 8), seed, gain=1.75 * signal, noise=1.0, with_ad=False,
+                          splits="blocks")  # fmt: skip
 
 
 # ---------------------------------------------------------------- baselines
@@ -284,21 +271,18 @@ def stand_in_run(config, cohort, profile, seed, patience=5, features=None, task=
     return runs.RunResult(val, test, epochs)
 
 
-def stand_in_features(cohort, spec, **kwargs):
-    """Stands in for the frozen encoder's features; ResNet-18 ImageNet is 'offline'."""
-    calls.append(spec)
-    if spec.encoder == "resnet18" and spec.init == "imagenet":
-        raise OfflineWeightsError("no resnet18 weights in this test")
-    return SliceFeatures(np.zeros((len(cohort), 2, 3), np.float32), spec, None)
-
-
-calls: list = []
-
-
 def test_experiment_writes_one_row_per_run_and_skips_offline_weights(tmp_path, monkeypatch):
+    calls = []
+
+    def stand_in_features(cohort, spec, **kwargs):
+        """Stands in for the frozen encoder's features; ResNet-18 ImageNet is 'offline'."""
+        calls.append(spec)
+        if spec.encoder == "resnet18" and spec.init == "imagenet":
+            raise OfflineWeightsError("no resnet18 weights in this test")
+        return SliceFeatures(np.zeros((len(cohort), 2, 3), np.float32), spec, None)
+
     monkeypatch.setattr(ex, "run_config", stand_in_run)
     monkeypatch.setattr(ex, "slice_features", stand_in_features)
-    calls.clear()
     cohort = toy_cohort()
     specs = ex.brain_age_grid("smoke", len(cohort.indices("train")))
     experiment = ex.Experiment(cohort, get_profile("smoke"), out=tmp_path, progress=False)

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from data_fixtures import planted_cohort
 
 from slicemri_lite.data import Cohort
 from slicemri_lite.models import Conv3DNet, SliceSetNet
@@ -23,23 +24,7 @@ SHAPE = (18, 22, 20)
 
 def tiny_cohort(n: int = 24, seed: int = 0) -> Cohort:
     """Noise volumes whose central block brightens with age (and darkens with AD)."""
-    rng = np.random.default_rng(seed)
-    age = rng.uniform(20, 90, n)
-    diagnosis = np.where(np.arange(n) % 3 == 0, "AD", "CN")
-    volumes = rng.normal(0.5, 0.1, (n, *SHAPE)).astype(np.float32)
-    signal = (age - 55) / 35 - 0.5 * (diagnosis == "AD")  # (n,)
-    volumes[:, 5:13, 6:16, 5:15] += 0.3 * signal[:, None, None, None].astype(np.float32)
-    split = np.array(["train", "train", "val", "test"] * (n // 4))
-    table = pd.DataFrame(
-        {
-            "participant_id": [f"sub-{i:02d}" for i in range(n)],
-            "age": age,
-            "sex": "F",
-            "diagnosis": diagnosis,
-            "split": split,
-        }  # fmt: skip
-    )
-    return Cohort(volumes=volumes, table=table, affine=np.eye(4))
+    return planted_cohort(n, SHAPE, seed)
 
 
 def scratch_net(seed: int = 0, **kwargs) -> SliceSetNet:
