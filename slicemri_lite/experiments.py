@@ -54,6 +54,7 @@ __all__ = [
     "brain_age_grid",
     "columns",
     "grid_runs",
+    "prepare_grid_data",
     "run_grid",
     "grid_configs",
     "main",
@@ -389,6 +390,27 @@ def open_grid_cohort(name: str, profile: Profile, data: str = "synthetic", seed:
     options = GRIDS[check_choice("grid", name, GRIDS)].cohort_options
     return open_cohort(data, n_subjects=profile.n_subjects, resolution=profile.resolution,
                        seed=seed, **(options if data == "synthetic" else {}))  # fmt: skip
+
+
+def prepare_grid_data(
+    name: str, profile: str = "cpu", data: str = "synthetic", seed: int = 0
+) -> list[str]:
+    """Build a grid's cohort and every frozen feature array its runs will read.
+
+    ``make book``'s data step calls this for every grid, so the chapters start with warm
+    caches. Returns one line per feature array (ready, or why it was skipped).
+    """
+    prof = get_profile(profile)
+    cohort = open_grid_cohort(name, prof, data, seed)
+    specs = {c.feature_spec(seed) for c in grid_configs(prof.name, name) if c.needs_features}
+    done = []
+    for spec in sorted(specs, key=lambda s: s.name):
+        try:
+            slice_features(cohort, spec, batch_size=prof.batch_size, device=prof.device)
+            done.append(f"{name}: {spec.name} ready")
+        except OfflineWeightsError as error:
+            done.append(f"{name}: {spec.name} skipped ({str(error).splitlines()[0]})")
+    return done
 
 
 def run_grid(
