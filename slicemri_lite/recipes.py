@@ -29,7 +29,16 @@ import torch
 
 from slicemri_lite.validation import check_choice
 
-__all__ = ["Recipe", "RECIPES", "get_recipe", "make_optimizer", "warmup_cosine", "recipes_table"]
+__all__ = [
+    "Recipe",
+    "RECIPES",
+    "PROFILE_RECIPES",
+    "get_recipe",
+    "recipe_for_profile",
+    "make_optimizer",
+    "warmup_cosine",
+    "recipes_table",
+]
 
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("constant", "warmup_cosine")
@@ -96,6 +105,16 @@ RECIPES: dict[str, Recipe] = {
         source="this book: fine-tuning a whole pretrained encoder",
     ),
 }
+
+
+# Which recipe each run profile trains with: the paper's at paper scale on a GPU, the book's
+# faster one where the encoder is frozen and time is short.
+PROFILE_RECIPES = {"smoke": "book", "cpu": "book", "gpu": "paper"}
+
+
+def recipe_for_profile(profile: str) -> Recipe:
+    """The recipe a run profile (``"smoke"``, ``"cpu"``, ``"gpu"``) trains with."""
+    return get_recipe(PROFILE_RECIPES[check_choice("profile", profile, PROFILE_RECIPES)])
 
 
 def get_recipe(name: str) -> Recipe:

@@ -7,7 +7,13 @@ import dataclasses
 import pytest
 import torch
 
-from slicemri_lite.recipes import RECIPES, get_recipe, make_optimizer, recipes_table
+from slicemri_lite.recipes import (
+    RECIPES,
+    get_recipe,
+    make_optimizer,
+    recipe_for_profile,
+    recipes_table,
+)
 
 
 def _params():
@@ -77,3 +83,11 @@ def test_unknown_recipes_and_bad_sizes_are_refused():
         make_optimizer("paper", _params(), 0, 1)
     with pytest.raises(dataclasses.FrozenInstanceError):
         RECIPES["paper"].lr = 1.0
+
+
+def test_each_profile_names_its_recipe():
+    from slicemri_lite.profiles import PROFILES
+
+    assert recipe_for_profile("gpu").name == "paper"
+    assert {recipe_for_profile(p).name for p in ("smoke", "cpu")} == {"book"}
+    assert set(PROFILES) <= {"smoke", "cpu", "gpu"}
