@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from slicemri_lite.geometry import axis_index
+
 if TYPE_CHECKING:
     from slicemri_lite.models import SliceSetNet
 
@@ -114,7 +116,7 @@ def _position_entries(model: SliceSetNet, mapping: dict, shape: dict) -> None:
     axis' place) -> ``(S, F)``."""
     n_slices, features = shape["position_embedding.weight"]
     place = [1, 1, 1]
-    place[{"sagittal": 0, "coronal": 1, "axial": 2}[model.axis]] = n_slices
+    place[axis_index(model.axis)] = n_slices
 
     def to_ours(t: torch.Tensor) -> torch.Tensor:
         return t.reshape(features, n_slices).T.contiguous()

@@ -8,6 +8,11 @@ rebuilds the model from it with ``torch.load(weights_only=True)`` (no code runs 
 ``predict_nifti(model, paths_or_tsv)`` prepares new NIfTI files the way the training
 cohort was prepared (reoriented, resampled onto its grid, intensities normalised alike)
 and predicts: ages in years, or AD probabilities.
+
+New images are normalised as ``prepare_nifti`` does (inside the MNI brain mask). A synthetic
+cohort was normalised inside each brain's own mask, so its volumes, written out as NIfTI and
+predicted again, move by a few hundredths of a year with a model that takes intensities as
+they are, and not at all with one that z-scores its input (``SliceSetNet.paper``).
 """
 
 from __future__ import annotations
