@@ -31,7 +31,6 @@ from slicemri_lite.encoders import (
 )
 from slicemri_lite.geometry import AXES as GEOMETRY_AXES
 from slicemri_lite.geometry import axis_index
-from slicemri_lite.saving import load_model, predict_nifti, save_model
 from slicemri_lite.validation import check_choice
 
 __all__ = [
@@ -49,9 +48,9 @@ __all__ = [
     "ATTENTIONS",
     "PROJECTIONS",
     "INPUT_NORMS",
-    "save_model",
-    "load_model",
-    "predict_nifti",
+    "save_model",  # noqa: F822 (offered by __getattr__ from slicemri_lite.saving)
+    "load_model",  # noqa: F822
+    "predict_nifti",  # noqa: F822
 ]
 
 AXES = tuple(GEOMETRY_AXES)  # ("sagittal", "coronal", "axial"): slice along X, Y, Z
@@ -488,3 +487,13 @@ class Conv3DNet(_TargetScaled):
         if x.is_cuda:
             x = x.contiguous(memory_format=torch.channels_last_3d)
         return self._unscale(self.head(self.features(x)))
+
+
+def __getattr__(name: str):
+    """``save_model``, ``load_model`` and ``predict_nifti`` live in ``slicemri_lite.saving``
+    (which builds models, so it sits above this module); they are offered here too."""
+    if name in ("save_model", "load_model", "predict_nifti"):
+        from slicemri_lite import saving
+
+        return getattr(saving, name)
+    raise AttributeError(f"module 'slicemri_lite.models' has no attribute {name!r}")

@@ -325,15 +325,16 @@ def test_a_frozen_run_trains_on_cached_features_like_fit_with_a_frozen_encoder()
     cohort = toy_cohort(n=20)
     cohort.volumes = rng.normal(0, 1, (20, 4, 18, 18)).astype(np.float32)
     settings = dataclasses.replace(get_profile("smoke"), epochs=2)
-    torch.manual_seed(0)
-    net = SliceSetNet("scratch", pretrained=False, volume_shape=cohort.shape)
+    torch.manual_seed(0)  # the paper's model, as the grid builds it
+    net = SliceSetNet.paper("efficientnet_lite0", pretrained=False, volume_shape=cohort.shape)
     train_val = cohort.subset(np.flatnonzero(cohort.table["split"] != "test"))
-    fit(net, train_val, epochs=2, batch_size=settings.batch_size, lr=settings.lr, seed=0,
+    fit(net, train_val, epochs=2, batch_size=settings.batch_size, seed=0,
         device="cpu", freeze_encoder=True, progress=False)  # fmt: skip
     expected = predict(net, cohort, "test", task="age", device="cpu")
 
-    config = runs.ModelConfig("sliceset", "scratch", "random", "frozen")
-    features = slice_features(cohort, FeatureSpec("scratch", "random", seed=0), disk=False)
+    config = runs.ModelConfig("sliceset", "efficientnet_lite0", "random", "frozen")
+    spec = FeatureSpec("efficientnet_lite0", "random", seed=0)
+    features = slice_features(cohort, spec, disk=False)
     result = runs.run_config(config, cohort, settings, seed=0, features=features)
     got = result.test
     clear_memory_cache()

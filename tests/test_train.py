@@ -108,7 +108,8 @@ def test_precomputed_features_train_exactly_like_a_frozen_encoder():
     from slicemri_lite.features import FeatureSpec, clear_memory_cache, slice_features
 
     cohort = tiny_cohort(16)
-    spec = FeatureSpec("timm:mobilenetv3_small_050", "random", seed=0)  # batch-norm encoder
+    # a batch-norm encoder, fed as the book's own SliceSetNet feeds it
+    spec = FeatureSpec("timm:mobilenetv3_small_050", "random", seed=0, inputs="book")
 
     def net():
         torch.manual_seed(0)  # same encoder weights as the spec's; eval mode kept while frozen
@@ -135,7 +136,8 @@ def test_features_of_another_cohort_or_encoder_are_refused():
     from slicemri_lite.features import FeatureSpec, slice_features
 
     cohort = tiny_cohort(8)
-    features = slice_features(cohort, FeatureSpec("scratch", "random", "axial"), disk=False)
+    spec = FeatureSpec("scratch", "random", "axial", inputs="book")
+    features = slice_features(cohort, spec, disk=False)
     with pytest.raises(ValueError, match="don't match the model"):
         fit(scratch_net(), cohort, features=features, epochs=1, **QUIET)
     with pytest.raises(ValueError, match="8 rows but the cohort has 4"):
