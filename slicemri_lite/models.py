@@ -442,6 +442,21 @@ class SliceSetNet(_TargetScaled):
         """``(B, 1, X, Y, Z)`` -> ``(B, n_outputs)`` (years for age, logits for AD)."""
         return self.forward_features(self.slice_features(x))
 
+    @torch.no_grad()
+    def slice_gains(self) -> torch.Tensor:
+        """Per-slice weight of the joint LayerNorm: mean |gain| over features, ``(S,)``.
+
+        The paper's norm has one gain per (slice, feature) pair; after mean pooling, slice
+        ``s`` enters the pooled vector scaled by its gains, so their size says how much the
+        model weights each slice. Only for ``norm="joint"``.
+        """
+        if self.config.get("norm") != "joint":
+            raise ValueError(
+                f"slice_gains needs norm='joint' (the paper's); this model uses "
+                f"{self.config.get('norm')!r}."
+            )
+        return self.norm.weight.abs().mean(dim=1).float().cpu()
+
     def slice_attention(self, x: torch.Tensor) -> torch.Tensor:
         """Attention weights ``(B, S)`` over the slices (rows sum to 1; averaged over the
         paper attention's heads); attention pooling only."""

@@ -239,3 +239,17 @@ def test_zscore_input_ignores_intensity_scale():
 def test_invalid_options_say_what_is_allowed(kwargs, message):
     with pytest.raises(ValueError, match=message):
         _net(**kwargs)
+
+
+def test_slice_gains_read_the_joint_norms_per_slice_weights():
+    torch.manual_seed(0)
+    model = SliceSetNet.paper("efficientnet_lite0", pretrained=False, volume_shape=(4, 18, 18))
+    with torch.no_grad():
+        model.norm.weight.fill_(1.0)
+        model.norm.weight[2] = -3.0  # the sign does not matter, the size does
+    gains = model.slice_gains()
+    assert gains.shape == (4,) and gains.tolist() == [1.0, 1.0, 3.0, 1.0]
+    plain = SliceSetNet.paper("efficientnet_lite0", pretrained=False, position=False,
+                              volume_shape=(4, 18, 18))  # fmt: skip
+    with pytest.raises(ValueError, match="slice_gains needs norm='joint'"):
+        plain.slice_gains()
