@@ -172,13 +172,17 @@ BRAIN_AGE: dict[str, tuple[GridBlock, ...]] = {
 class Grid:
     """A named experiment: what it predicts, and its blocks per profile (smoke, cpu, gpu).
 
-    ``cohort_options`` go to ``open_cohort`` for the synthetic cohort (e.g. AD enrichment).
+    ``cohort_options`` go to ``open_cohort`` for the synthetic cohort (e.g. AD enrichment);
+    ``cohorts`` gives, per profile, the cohort's size and splits where they differ from the
+    profile's: ``n_subjects``, ``resolution``, and ``val``/``test`` fractions (the cohort is
+    then re-split by participant, ``Cohort.resplit``).
     """
 
     task: str
     profiles: dict[str, tuple[GridBlock, ...]]
     help: str = ""
     cohort_options: dict = field(default_factory=dict)
+    cohorts: dict[str, dict] = field(default_factory=dict)
 
 
 # Every grid the command line runs; each chapter's grid is one entry, run by one runner.
@@ -387,9 +391,13 @@ def open_grid_cohort(name: str, profile: Profile, data: str = "synthetic", seed:
     enrichment to the profile's size and grid)."""
     from slicemri_lite.data import open_cohort
 
-    options = GRIDS[check_choice("grid", name, GRIDS)].cohort_options
-    return open_cohort(data, n_subjects=profile.n_subjects, resolution=profile.resolution,
-                       seed=seed, **(options if data == "synthetic" else {}))  # fmt: skip
+    grid = GRIDS[check_choice("grid", name, GRIDS)]
+    size = {"n_subjects": profile.n_subjects, "resolution": profile.resolution}
+    size.update(grid.cohorts.get(profile.name, {}))
+    splits = {k: size.pop(k) for k in ("val", "test") if k in size}
+    options = grid.cohort_options if data == "synthetic" else {}
+    cohort = open_cohort(data, seed=seed, progress=False, **size, **options)
+    return cohort.resplit(**splits, seed=seed) if splits else cohort
 
 
 def prepare_grid_data(
