@@ -102,8 +102,8 @@ def test_equal_steps_gives_smaller_training_sets_more_epochs():
     assert steps[140] == profile.epochs * 140
     for size, n in steps.items():  # the same number of samples seen, up to rounding
         assert n / steps[140] == pytest.approx(1, abs=size / steps[140])
-    scratch = {s.n_epochs(profile) for s in specs if s.config == ex.SCRATCH}
-    assert scratch == {6}  # that block trains a fixed number of epochs
+    finetune = ex.grid_runs("brain-age-finetune", "cpu", n_train=140)
+    assert {s.n_epochs(profile) for s in finetune if s.config.model != "mean"} == {40}
     patience = {s.train_size: s.patience for s in lite0}
     assert patience[140] == ex.PATIENCE and patience[25] > patience[50] > patience[140]
     capped = ex.brain_age_grid("cpu", n_train=1000)
@@ -114,11 +114,15 @@ def test_equal_steps_gives_smaller_training_sets_more_epochs():
 def test_grids_pair_imagenet_with_random_init_and_gpu_runs_everything():
     for profile in ex.GRIDS["brain-age"].profiles:
         configs = set(ex.grid_configs(profile))
-        for encoder in ("resnet18", "efficientnet_lite0"):
-            for init in ("imagenet", "random"):
-                assert ex.ModelConfig("sliceset", encoder, init, "frozen") in configs
-        assert {"mean", "ridge", "conv3d"} <= {c.model for c in configs}
-        assert ex.SCRATCH in configs
+        for init in ("imagenet", "random"):
+            assert ex.ModelConfig("sliceset", "efficientnet_lite0", init, "frozen") in configs
+            assert ex.ModelConfig("probe", "efficientnet_lite0", init, "frozen") in configs
+        assert {"mean", "ridge"} <= {c.model for c in configs}
+        tuned = set(ex.grid_configs(profile, "brain-age-finetune"))
+        for init in ("imagenet", "random"):  # the paper's comparison: both fine-tuned
+            assert ex.ModelConfig("sliceset", "efficientnet_lite0", init, "finetune") in tuned
+        assert ex.CONV3D in tuned
+    assert ex.SCRATCH in set(ex.grid_configs("gpu"))  # the paper's small CNN needs 2 mm
     gpu = set(ex.grid_configs("gpu"))
     for encoder in ("resnet18", "efficientnet_lite0"):
         for init in ("imagenet", "random"):
