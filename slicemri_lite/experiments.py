@@ -53,6 +53,7 @@ __all__ = [
     "RunSpec",
     "brain_age_grid",
     "columns",
+    "describe_runs",
     "grid_runs",
     "prepare_grid_data",
     "run_grid",
@@ -250,6 +251,47 @@ def grid_runs(name: str, profile: str, n_train: int, seed_offset: int = 0) -> li
                 for seed in block.seeds
             ]
     return list(dict.fromkeys(specs))  # drop repeats, keep order
+
+
+def _architecture(config: ModelConfig) -> str:
+    """What a configuration trains, in words."""
+    if config.model == "mean":
+        return "the training mean"
+    if config.model == "ridge":
+        return "ridge on ~8 mm voxel blocks"
+    if config.model == "probe":
+        return f"ridge on slice-averaged frozen {config.encoder} features"
+    if config.model == "conv3d":
+        return "3D CNN (the paper's)"
+    trains = "head on frozen features" if config.mode == "frozen" else "every weight"
+    return f"the paper's slice model, {config.encoder} encoder; trains {trains}"
+
+
+def describe_runs(specs: list[RunSpec], profile: Profile, cohort: Cohort) -> pd.DataFrame:
+    """What each configuration of a grid trains: one row per configuration and size.
+
+    Columns: ``run`` (label), ``architecture``, ``recipe`` (``slicemri_lite.recipes``;
+    ``-`` for models fitted in closed form), ``grid`` (mm), ``train_size``, ``seeds``,
+    ``epochs`` (the most; early stopping may end sooner) and ``steps`` (optimiser steps at
+    most: epochs x batches per epoch).
+    """
+    from slicemri_lite.geometry import voxel_size
+    from slicemri_lite.runs import recipe_for
+
+    mm = float(voxel_size(cohort.affine).mean())
+    rows = []
+    for spec in specs:
+        network = spec.config.model in NETWORKS
+        settings = spec.settings(profile)
+        epochs = settings.epochs if network else 0
+        steps = epochs * math.ceil(spec.train_size / settings.batch_size) if network else 0
+        rows.append({"run": spec.config.label, "architecture": _architecture(spec.config),
+                     "recipe": recipe_for(spec.config, profile).name if network else "-",
+                     "grid": f"{mm:g} mm", "train_size": spec.train_size, "seed": spec.seed,
+                     "epochs": epochs, "steps": steps})  # fmt: skip
+    table = pd.DataFrame(rows)
+    keys = ["run", "architecture", "recipe", "grid", "train_size", "epochs", "steps"]
+    return table.groupby(keys, sort=False)["seed"].nunique().rename("seeds").reset_index()
 
 
 def subset_rows(cohort: Cohort, size: int, seed: int) -> np.ndarray:

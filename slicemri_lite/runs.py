@@ -27,7 +27,7 @@ from slicemri_lite.cohort import Cohort
 from slicemri_lite.features import FeatureSpec, SliceFeatures
 from slicemri_lite.models import Conv3DNet, SliceSetNet
 from slicemri_lite.profiles import Profile
-from slicemri_lite.recipes import recipe_for_profile
+from slicemri_lite.recipes import Recipe, get_recipe, recipe_for_profile
 from slicemri_lite.train import fit, predict
 from slicemri_lite.validation import check_choice
 
@@ -39,6 +39,7 @@ __all__ = [
     "RunResult",
     "RunSpec",
     "run_config",
+    "recipe_for",
     "run_label",
 ]
 
@@ -164,6 +165,16 @@ class RunSpec:
         return replace(profile, epochs=self.n_epochs(profile), batch_size=batch_size)
 
 
+def recipe_for(config: ModelConfig, profile: Profile) -> Recipe:
+    """The training recipe of a network run: the profile's (``recipe_for_profile``), with the
+    book's gentler learning rate (``"book_finetune"``) when a pretrained encoder is fine-tuned
+    with the book's recipe."""
+    recipe = recipe_for_profile(profile.name)
+    if recipe.name == "book" and config.mode == "finetune" and config.model == "sliceset":
+        return get_recipe("book_finetune")
+    return recipe
+
+
 def run_config(
     config: ModelConfig,
     cohort: Cohort,
@@ -202,7 +213,7 @@ def run_config(
     result = fit(model, train_val, task=task, epochs=profile.epochs, seed=seed,
                  patience=patience, progress=False, batch_size=profile.batch_size,
                  device=profile.device, features=train_features,
-                 recipe=recipe_for_profile(profile.name))  # fmt: skip
+                 recipe=recipe_for(config, profile))  # fmt: skip
     val, test = (predict(model, cohort, split, task, profile.batch_size, profile.device, features)
                  for split in ("val", "test"))  # fmt: skip
     return RunResult(val, test, result.best_epoch)
