@@ -23,7 +23,8 @@ CHROMIUM = $(shell command -v chromium || command -v chromium-browser)
 
 help:
 	@echo "make book       set up .venv, build the synthetic data, execute every chapter, render _build/html"
-	@echo "make test       set up .venv, lint, run unit tests, every chapter at PROFILE=smoke, and a strict book build"
+	@echo "make test       set up .venv, lint, run unit tests, every chapter at PROFILE=smoke, a strict book build,"
+	@echo "                then check its pages (raw markup, errors, images) and load each in Chromium"
 	@echo "make test-fast  unit tests only (no chapters, no slow tests)"
 	@echo "make lint       ruff check + format check;  make format  to fix"
 	@echo "make strip      clear outputs from book/*.ipynb before committing"

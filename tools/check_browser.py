@@ -120,8 +120,10 @@ def _router(base: str, report: PageReport):
     return route
 
 
-def check_page(page, url: str, base: str, report: PageReport, timeout_ms: int) -> None:
-    """Open ``url`` in ``page`` and fill ``report``."""
+def check_page(
+    page, url: str, base: str, report: PageReport, timeout_ms: int, settle_ms: int = 500
+) -> None:
+    """Open ``url`` in ``page``, wait ``settle_ms`` after the network is idle, fill ``report``."""
 
     def on_console(message):
         if message.type != "error":
@@ -144,8 +146,8 @@ def check_page(page, url: str, base: str, report: PageReport, timeout_ms: int) -
 
     page.on("console", on_console)
     page.on("pageerror", on_error)
-    page.goto(url, wait_until="load", timeout=timeout_ms)
-    page.wait_for_timeout(1500)  # let viewers draw and late scripts report
+    page.goto(url, wait_until="networkidle", timeout=timeout_ms)
+    page.wait_for_timeout(settle_ms)  # let viewers draw and late scripts report
     report.errors += [f"image did not load: {src}" for src in page.evaluate(_BROKEN_IMAGES)]
     for frame in page.frames:
         levels = frame.evaluate(_CANVAS_LEVELS)
