@@ -133,13 +133,17 @@ def test_ad_lowers_hippocampal_volume_against_age_matched_controls():
 
 
 def test_the_age_map_read_out_tracks_age_in_controls():
-    """Projecting controls on effects['age'] tracks age (r = 0.64 on 169 controls at 4 mm)."""
+    """Projecting controls on effects['age'] tracks age.
+
+    Measured: r = 0.51 on these 71 controls, 0.64 on the 169 controls of 200 participants
+    (seed 0); generator version 2 gave 0.27.
+    """
     cohort = synthetic_cohort(80, seed=1, resolution=4)
     controls = (cohort.table["diagnosis"] == "CN").to_numpy()
     volumes = cohort.volumes[controls].astype(np.float32).reshape(controls.sum(), -1)
     read_out = (volumes - volumes.mean(0)) @ cohort.effects["age"].ravel()
     r = np.corrcoef(read_out, cohort.table["age"][controls])[0, 1]
-    assert r > 0.45
+    assert r > 0.4
 
 
 def test_a_participant_renders_with_and_without_its_own_effects():
