@@ -3,15 +3,28 @@
 Everything here lives in template (MNI) space and needs no download: nilearn ships the
 MNI152 2009a T1, grey-matter, white-matter and brain-mask templates in its wheel.
 
-* ``Template.source``: the images a subject is sampled from, ``(1, 4, Xs, Ys, Zs)``
-  channels ``[t1, gm_loss, hippocampal_loss, brain_mask]`` (1 mm for the 2 mm grid,
-  2 mm for the 4 mm grid, lightly smoothed against aliasing). ``gm_loss`` and
-  ``hippocampal_loss`` are the intensity drops that losing all grey matter there
-  would cause (grey-matter probability times the grey-matter minus CSF contrast).
-* ``Template.fields``: two displacement fields (mm), ``(1, 6, X2, Y2, Z2)`` on the
-  2 mm template grid: channels 0-2 move tissue towards the lateral ventricles (so the
-  ventricles grow), channels 3-5 move it away from the hippocampi and amygdalae (so
-  they shrink). Each is scaled to a largest displacement of 1 mm.
+* ``Template.source``: the images a subject is sampled from, ``(1, 5, Xs, Ys, Zs)``
+  channels ``[t1, pial, grey_to_white, mtl_grey, brain_mask]`` (1 mm for the 2 mm
+  grid, 2 mm for the 4 mm grid, lightly smoothed against aliasing):
+
+  - ``pial``: the intensity drop per mm that the outer (pial) surface of the cortex
+    moves inwards. To first order a boundary shifted by ``t`` mm changes a voxel by
+    ``t`` times the tissue gradient (1/mm) times the tissue-CSF contrast, which is
+    what partial volume shows at 1 to 4 mm voxels. Cortical thinning therefore also
+    widens the sulci. Weighted 1 (occipital) to 1.3 (frontal).
+  - ``grey_to_white``: grey-matter probability times the white minus grey contrast
+    (adding it brightens grey matter towards white: lower grey-white contrast).
+  - ``mtl_grey``: the intensity drop that losing all medial temporal grey matter
+    would cause.
+* ``Template.ventricle_fields``: displacements (mm) that grow (positive amplitude) or
+  shrink the lateral ventricles, ``(K, 3, Xv, Yv, Zv)`` on a 4 mm lattice, one per
+  amplitude in ``ventricle_amplitudes``. Each is the exponential (scaling and
+  squaring) of a smooth velocity field, so it never folds; ``ventricle_log_volume``
+  holds the log ventricular volume ratio each one gives (measured on the template).
+* ``Template.hippocampus_field``: a displacement (mm per unit amplitude), ``(1, 3, X2,
+  Y2, Z2)`` on the 2 mm template grid, that moves tissue away from the hippocampi and
+  amygdalae (so they shrink); ``hippocampus_log_volume`` holds the log volume ratio of
+  the medial temporal grey matter at each of ``hippocampus_amplitudes``.
 """
 
 from __future__ import annotations
@@ -21,9 +34,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from scipy import ndimage as ndi
 
-__all__ = ["Template", "load_template", "mm_to_sample_coords"]
+__all__ = ["Template", "load_template", "mm_to_sample_coords", "sample"]
 
 # Medial temporal lobe, MNI mm: hippocampal body and the amygdala / entorhinal cortex,
 # each (centre, semi-axes); the hippocampus tilts down towards its anterior end.
@@ -34,15 +48,55 @@ _MTL_REGIONS = (
 _HIPPOCAMPUS_TILT_DEG = 25.0
 
 
+_VENTRICLE_AMPLITUDES = np.arange(-6.0, 17.0, 2.0)  # mm of velocity (largest per unit field)
+_HIPPOCAMPUS_AMPLITUDES = np.arange(-3.0, 6.5, 0.5)  # mm (largest displacement)
+_SQUARINGS = 6  # scaling and squaring steps: the velocity is divided by 2**6 first
+
+
 @dataclass(frozen=True)
 class Template:
     """Template-space tensors a subject is sampled from (see the module docstring)."""
 
-    source: torch.Tensor  # (1, 4, Xs, Ys, Zs) float32
+    source: torch.Tensor  # (1, 5, Xs, Ys, Zs) float32
     source_affine: np.ndarray  # (4, 4) voxel -> mm
-    fields: torch.Tensor  # (1, 6, X2, Y2, Z2) float32, mm
-    fields_affine: np.ndarray  # (4, 4) voxel -> mm
+    ventricle_fields: torch.Tensor  # (K, 3, Xv, Yv, Zv) float32, mm
+    ventricle_affine: np.ndarray  # (4, 4) voxel -> mm
+    ventricle_amplitudes: np.ndarray  # (K,)
+    ventricle_log_volume: np.ndarray  # (K,) increasing
+    hippocampus_field: torch.Tensor  # (1, 3, X2, Y2, Z2) float32, mm per unit amplitude
+    hippocampus_affine: np.ndarray  # (4, 4) voxel -> mm
+    hippocampus_amplitudes: np.ndarray  # (H,)
+    hippocampus_log_volume: np.ndarray  # (H,) decreasing
     gm_contrast: float  # median T1 of grey matter minus that of CSF
+
+    def ventricle_weights(self, log_volume: float) -> tuple[int, float]:
+        """The two neighbouring ventricle fields for a log volume ratio: ``(k, w)``.
+
+        The displacement is ``(1 - w) * fields[k] + w * fields[k + 1]``. Ratios beyond
+        the table's range (volume x0.5 to about x3.7) are capped at its ends.
+        """
+        amplitude = np.interp(log_volume, self.ventricle_log_volume, self.ventricle_amplitudes)
+        position = np.interp(
+            amplitude, self.ventricle_amplitudes, np.arange(len(self.ventricle_amplitudes))
+        )
+        k = int(min(np.floor(position), len(self.ventricle_amplitudes) - 2))
+        return k, float(position - k)
+
+    def hippocampus_mm(self, log_volume: float) -> float:
+        """Amplitude (mm) of ``hippocampus_field`` that gives a log volume ratio (capped)."""
+        return float(
+            np.interp(
+                log_volume, self.hippocampus_log_volume[::-1], self.hippocampus_amplitudes[::-1]
+            )
+        )
+
+
+def sample(volume: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    """Trilinear samples of ``volume`` (1, C, X, Y, Z) at ``coords`` (P, 3): ``(C, P)``."""
+    grid = coords.view(1, -1, 1, 1, 3)
+    return F.grid_sample(volume, grid, mode="bilinear", padding_mode="zeros", align_corners=True)[
+        0, :, :, 0, 0
+    ]
 
 
 def mm_to_sample_coords(points_mm: torch.Tensor, affine: np.ndarray, shape) -> torch.Tensor:
@@ -124,27 +178,133 @@ def _unit_gradient(blob: np.ndarray, spacing: float, sigma_mm: float) -> np.ndar
     return grad / np.linalg.norm(grad, axis=0).max()
 
 
+@functools.lru_cache(maxsize=8)
+def _voxel_grid(shape: tuple[int, int, int]) -> torch.Tensor:
+    """Voxel indices ``(3, X, Y, Z)`` float32 of a grid."""
+    axes = [torch.arange(n, dtype=torch.float32) for n in shape]
+    return torch.stack(torch.meshgrid(*axes, indexing="ij"))
+
+
+def _warp_voxels(volume: torch.Tensor, displacement: torch.Tensor, spacing: float, box=None):
+    """Sample ``volume`` (1, C, X, Y, Z) at voxels plus ``displacement`` (1, 3, X, Y, Z) mm.
+
+    ``box`` (three slices) restricts the output to a sub-block of the grid.
+    """
+    shape = tuple(volume.shape[2:])
+    box = box or (slice(None),) * 3
+    position = (
+        _voxel_grid(shape)[(slice(None), *box)] + displacement[(0, slice(None), *box)] / spacing
+    )
+    scale = torch.tensor([2.0 / (n - 1) for n in shape]).view(3, 1, 1, 1)
+    grid = (position * scale - 1.0).flip(0).permute(1, 2, 3, 0)[None]  # (1, x, y, z, 3) as z, y, x
+    return F.grid_sample(volume, grid, mode="bilinear", padding_mode="border", align_corners=True)
+
+
+def _exponential(velocity: torch.Tensor, spacing: float) -> torch.Tensor:
+    """Displacement ``(1, 3, X, Y, Z)`` mm of the flow of a stationary ``velocity`` (scaling and squaring)."""
+    phi = velocity / 2**_SQUARINGS
+    for _ in range(_SQUARINGS):
+        phi = phi + _warp_voxels(phi, phi, spacing)
+    return phi
+
+
+def _box(blob: np.ndarray, margin: int) -> tuple[slice, ...]:
+    """The bounding box of ``blob > 0`` grown by ``margin`` voxels."""
+    nonzero = np.argwhere(blob > 0)
+    low, high = nonzero.min(0) - margin, nonzero.max(0) + margin + 1
+    return tuple(
+        slice(max(0, lo), min(n, hi)) for lo, hi, n in zip(low, high, blob.shape, strict=True)
+    )
+
+
+def _ventricle_table(ventricles: np.ndarray, field: np.ndarray):
+    """Ventricle displacements on the 4 mm lattice ``(K, 3, ...)`` and their log volume ratios ``(K,)``.
+
+    The flows are computed on the 4 mm lattice (the field is smooth), then upsampled to the
+    2 mm template grid to measure the volume they give the ventricle mask.
+    """
+    blob = torch.from_numpy(ventricles.astype(np.float32))[None, None]
+    box = _box(ventricles, 12)  # 24 mm around the ventricles: more than they ever grow
+    unit = torch.from_numpy(field[:, ::2, ::2, ::2].copy())[None]  # (1, 3, Xv, Yv, Zv)
+    step = float(_VENTRICLE_AMPLITUDES[1] - _VENTRICLE_AMPLITUDES[0])
+    # flows of one stationary field compose by adding amplitudes: walk the table one step at a time
+    forward, backward = _exponential(step * unit, 4.0), _exponential(-step * unit, 4.0)
+    start = int(np.flatnonzero(_VENTRICLE_AMPLITUDES == 0)[0])
+    table = {start: torch.zeros_like(unit)}
+    for k in range(start + 1, len(_VENTRICLE_AMPLITUDES)):
+        table[k] = table[k - 1] + _warp_voxels(forward, table[k - 1], 4.0)
+    for k in range(start - 1, -1, -1):
+        table[k] = table[k + 1] + _warp_voxels(backward, table[k + 1], 4.0)
+    fields, log_volume = [], []
+    for k in range(len(_VENTRICLE_AMPLITUDES)):
+        fine = F.interpolate(table[k], size=ventricles.shape, mode="trilinear", align_corners=True)
+        warped = float(_warp_voxels(blob, fine, 2.0, box).sum())
+        log_volume.append(np.log(warped / float(blob.sum())))
+        fields.append(table[k][0])
+    return torch.stack(fields), np.maximum.accumulate(np.array(log_volume))
+
+
+def _hippocampus_table(blob: np.ndarray, field: np.ndarray) -> np.ndarray:
+    """Log volume ratios ``(H,)`` of the medial temporal grey matter at each amplitude."""
+    volume = torch.from_numpy(blob.astype(np.float32))[None, None]
+    box = _box(blob > 0.01, 8)
+    unit = torch.from_numpy(field)[None]
+    total = float(volume.sum())
+    ratios = [
+        float(_warp_voxels(volume, float(a) * unit, 2.0, box).sum()) / total
+        for a in _HIPPOCAMPUS_AMPLITUDES
+    ]
+    return np.minimum.accumulate(np.log(ratios))
+
+
+def _pial(gm: np.ndarray, wm: np.ndarray, spacing: float) -> np.ndarray:
+    """Tissue-CSF boundary strength (1/mm) where there is cortex: ``(X, Y, Z)`` float32."""
+    tissue = ndi.gaussian_filter(np.clip(gm + wm, 0, 1).astype(np.float32), 0.5)
+    strength = np.linalg.norm(np.stack(np.gradient(tissue, spacing)), axis=0)
+    cortex = np.clip(3.0 * ndi.gaussian_filter(gm.astype(np.float32), 2.0 / spacing), 0, 1)
+    return strength * cortex
+
+
 @functools.lru_cache(maxsize=2)
 def load_template(source_resolution: int) -> Template:
     """Build (once per process) the template for sampling at ``source_resolution`` mm (1 or 2)."""
     (t1, gm, wm, mask), affine2 = _load_maps(2)
-    gm_contrast = float(np.median(t1[gm > 0.7]) - np.median(t1[(mask - gm - wm) > 0.7]))
-    ventricle = _unit_gradient(_ventricles(t1, gm, wm, mask, affine2), 2.0, 6.0)
-    mtl = -_unit_gradient(gm * _mtl_weight(t1.shape, affine2), 2.0, 4.0)
-    fields = torch.from_numpy(np.concatenate([ventricle, mtl])[None].astype(np.float32))
+    csf = (mask - gm - wm) > 0.7
+    gm_level, wm_level = float(np.median(t1[gm > 0.7])), float(np.median(t1[wm > 0.7]))
+    gm_contrast = gm_level - float(np.median(t1[csf]))
+    ventricles = _ventricles(t1, gm, wm, mask, affine2)
+    vent_fields, vent_log = _ventricle_table(ventricles, _unit_gradient(ventricles, 2.0, 6.0))
+    mtl_grey = gm * _mtl_weight(t1.shape, affine2)
+    mtl = -_unit_gradient(mtl_grey, 2.0, 4.0)
+    hippocampus_log = _hippocampus_table(mtl_grey, mtl)
+    affine_v = affine2.copy()
+    affine_v[:3, :3] *= 2.0
 
     if source_resolution == 2:
         maps, affine = (t1, gm, wm, mask), affine2
     else:
         maps, affine = _load_maps(source_resolution)
-    t1, gm, _, mask = maps
+    t1, gm, wm, mask = maps
+    spacing = float(affine[0, 0])
     frontal = 1.0 + 0.3 / (1.0 + np.exp(-_axes_mm(t1.shape, affine)[1] / 20.0))
     channels = [
         t1,
-        gm * frontal * gm_contrast,  # ageing thins the cortex, the frontal lobe most
+        _pial(gm, wm, spacing) * frontal * gm_contrast,  # the frontal lobe thins most
+        gm * (wm_level - gm_level),
         gm * _mtl_weight(t1.shape, affine) * gm_contrast,
         mask,
     ]
     channels = [ndi.gaussian_filter(c.astype(np.float32), 0.7) for c in channels]
-    source = torch.from_numpy(np.stack(channels)[None])
-    return Template(source, affine, fields, affine2, gm_contrast)
+    return Template(
+        source=torch.from_numpy(np.stack(channels)[None]),
+        source_affine=affine,
+        ventricle_fields=vent_fields,
+        ventricle_affine=affine_v,
+        ventricle_amplitudes=_VENTRICLE_AMPLITUDES,
+        ventricle_log_volume=vent_log,
+        hippocampus_field=torch.from_numpy(mtl[None].astype(np.float32)),
+        hippocampus_affine=affine2,
+        hippocampus_amplitudes=_HIPPOCAMPUS_AMPLITUDES,
+        hippocampus_log_volume=hippocampus_log,
+        gm_contrast=gm_contrast,
+    )

@@ -32,6 +32,7 @@ from slicemri_lite.synthetic import (
     GENERATOR_VERSION,
     SyntheticConfig,
     reference_brains,
+    render_participant,
     synthetic_cohort,
 )
 
@@ -53,6 +54,7 @@ __all__ = [
     "open_cohort",
     "prepare_nifti",
     "reference_brains",
+    "render_participant",
     "save_cohort",
     "split_subjects",
     "synthetic_cohort",

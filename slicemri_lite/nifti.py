@@ -126,7 +126,7 @@ def resample_to_grid(
 
 def _normalise(volume: np.ndarray, resolution: int) -> np.ndarray:
     """Divide by the 90th percentile inside the MNI brain mask (white matter ~1 on a T1)."""
-    from slicemri_lite.synthetic import white_matter_level
+    from slicemri_lite.intensity import white_matter_level
 
     level = float(white_matter_level(torch.from_numpy(volume[grid_brain_mask(resolution)])))
     if level <= 0:

@@ -10,7 +10,18 @@ PACKAGE = Path(__file__).resolve().parents[1] / "slicemri_lite"
 # ARCHITECTURE.md's layers, top (imported by everything) to bottom (imports the rest).
 LAYERS = [
     {"validation", "atomic", "env", "geometry"},
-    {"cohort", "splits", "anatomy", "synthetic", "nifti", "oasis", "data"},
+    {
+        "cohort",
+        "splits",
+        "intensity",
+        "anatomy",
+        "ageing",
+        "render",
+        "synthetic",
+        "nifti",
+        "oasis",
+        "data",
+    },
     {"metrics", "baselines"},
     {"encoders", "paper_checkpoint", "models", "saving"},
     {"features"},
