@@ -174,7 +174,7 @@ BRAIN_AGE_COHORTS = {
 # keeps it in results/). The paper's small CNN needs 2 mm slices: gpu grid only.
 BRAIN_AGE_FINETUNE: dict[str, tuple[GridBlock, ...]] = {
     "smoke": (GridBlock((*BASELINES, CONV3D, *_finetune(LITE0)), (8,), (0, 1), 1, False),),
-    "cpu": (GridBlock((*BASELINES, CONV3D, *_finetune(LITE0)), (25,), (0, 1, 2), 40, False, 4),),
+    "cpu": (GridBlock((*BASELINES, CONV3D, *_finetune(LITE0)), (25,), (0, 1, 2), 20, False, 4),),
     "gpu": (GridBlock((*BASELINES, CONV3D, SCRATCH, *_finetune(LITE0)), (25, 50), (0, 1, 2)),),
 }
 FINETUNE_COHORTS = {
