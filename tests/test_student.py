@@ -96,8 +96,24 @@ def test_make_student_writes_one_notebook_per_chapter(student_dir):
     assert sorted(p.name for p in student_dir.glob("*.ipynb")) == [p.name for p in chapters()]
 
 
-@pytest.mark.notebooks
 @pytest.mark.parametrize("name", [p.name for p in chapters()])
+def test_student_code_before_the_exercises_is_the_chapters_own(student_dir, name):
+    """Up to its first stub a student notebook runs the chapter's own code cells, in order,
+    so the chapter's execution at smoke (test_notebooks) shows they run; the first
+    chapter's student notebook is also executed below, stub included."""
+    student = nbformat.read(student_dir / name, as_version=4)
+    chapter = nbformat.read(ROOT / "book" / name, as_version=4)
+    first = next(i for i, c in enumerate(student.cells) if STUB_TAG in _tags(c))
+    before = [c.source for c in student.cells[:first] if c.cell_type == "code"]
+    original = [c.source for c in chapter.cells if c.cell_type == "code"]
+    install = [i for i, src in enumerate(original) if "google.colab" in src]
+    before = [src for src in before if "google.colab" not in src]
+    original = [src for i, src in enumerate(original) if i not in install]
+    assert before == original[: len(before)]
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("name", [p.name for p in chapters()][:1])
 def test_student_notebook_runs_up_to_its_first_exercise(student_dir, name, tmp_path):
     """Everything before the first stub runs at PROFILE="smoke"; the stub itself raises."""
     import papermill
