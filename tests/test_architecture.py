@@ -16,7 +16,7 @@ LAYERS = [
     {"features"},
     {"train", "profiles"},
     {"runs", "experiments", "compare"},
-    {"viz", "bench", "cachedir"},
+    {"viz", "bench", "cachedir", "interpret", "saliency_scores"},
 ]
 
 
