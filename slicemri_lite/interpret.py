@@ -50,6 +50,7 @@ __all__ = [
     "ridge_module",
     "ridge_coefficient_map",
     "group_map",
+    "participant_effect",
     "to_nifti",
     "save_nifti",
     "slice_attention",
@@ -260,6 +261,26 @@ def ridge_coefficient_map(ridge, cohort: Cohort) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- maps and files
+
+
+def participant_effect(cohort: Cohort, row: int, task: str) -> np.ndarray:
+    """The effect of ``task`` in one participant's scan, ``(X, Y, Z)`` float32: the truth
+    their attribution map is scored against.
+
+    Today this is the cohort's template-level map (``cohort.effects``: a typical brain with
+    the effect minus without it), the same for every participant; individual anatomy and
+    misregistration move each participant's effect a little away from it. A generator that
+    renders a participant with and without the effect gives their own map here instead.
+    """
+    check_choice("task", task, TASKS)
+    if task not in cohort.effects:
+        raise ValueError(
+            f"the cohort has no planted {task!r} effect (effects: {sorted(cohort.effects)}); "
+            "only synthetic cohorts know where their effects are."
+        )
+    if not 0 <= row < len(cohort):
+        raise ValueError(f"'row' must be in [0, {len(cohort)}); {row!r} was provided.")
+    return np.asarray(cohort.effects[task], dtype=np.float32)
 
 
 def group_map(attributions: np.ndarray) -> np.ndarray:

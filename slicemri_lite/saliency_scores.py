@@ -37,6 +37,7 @@ __all__ = [
     "score_attributions",
     "bootstrap_interval",
     "summarise_scores",
+    "map_similarity",
     "slice_mass",
     "slice_correlations",
 ]
@@ -202,6 +203,20 @@ def summarise_scores(
             row.update({score: mean, f"{score}_low": low, f"{score}_high": high})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def map_similarity(a: np.ndarray, b: np.ndarray, brain: np.ndarray) -> np.ndarray:
+    """Spearman rank correlation of ``|a|`` and ``|b|`` over brain voxels, one per map.
+
+    ``a``, ``b``: ``(n, X, Y, Z)`` (or ``(X, Y, Z)``). Adebayo et al.'s test: a map of a
+    randomised model that still ranks voxels like the trained model's map does not depend
+    on what the model learnt. Returns ``(n,)`` (NaN where a map is constant).
+    """
+    a, b = np.atleast_3d(np.asarray(a)), np.atleast_3d(np.asarray(b))
+    a, b = a.reshape(-1, *brain.shape), b.reshape(-1, *brain.shape)
+    ranks_a = np.stack([rankdata(np.abs(m[brain])) for m in a])
+    ranks_b = np.stack([rankdata(np.abs(m[brain])) for m in b])
+    return slice_correlations(ranks_a, ranks_b)
 
 
 def slice_mass(volume: np.ndarray, axis: str, normalise: bool = False) -> np.ndarray:

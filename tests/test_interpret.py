@@ -286,3 +286,19 @@ def test_fit_on_shuffled_labels_trains_on_the_permuted_targets():
     assert shuffled.task == "ad"
     assert shuffled.history["val_loss"].iloc[0] == pytest.approx(again.history["val_loss"].iloc[0])
     assert shuffled.history["val_loss"].iloc[0] != pytest.approx(real.history["val_loss"].iloc[0])
+
+
+def test_map_similarity_tells_a_copy_from_an_unrelated_map():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(2, *SHAPE))
+    same = scores.map_similarity(a, -3 * a, BRAIN)  # |.| and ranks ignore sign and scale
+    other = scores.map_similarity(a, rng.normal(size=(2, *SHAPE)), BRAIN)
+    assert np.allclose(same, 1) and (np.abs(other) < 0.1).all()
+
+
+def test_participant_effect_is_the_planted_map_and_refuses_real_cohorts():
+    cohort = ridge_cohort()
+    with pytest.raises(ValueError, match="no planted 'ad' effect"):
+        interpret.participant_effect(cohort, 0, "ad")
+    cohort.effects = {"ad": np.ones(cohort.shape)}
+    assert interpret.participant_effect(cohort, 3, "ad").shape == cohort.shape
