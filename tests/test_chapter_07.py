@@ -36,7 +36,7 @@ def test_scores_table_covers_three_methods_on_two_model_families(nb):
     summary = glued_table(nb, "scores_json")
     assert summary["model"].nunique() >= 2
     for model in ("slice model", "3D CNN"):
-        assert summary.query("model == @model")["method"].nunique() >= 3
+        assert summary.loc[summary["model"] == model, "method"].nunique() >= 3
     for score in ("auroc", "mass_inside", "pointing"):
         assert summary[score].between(0, 1).all()
         assert (summary[f"{score}_low"] <= summary[score] + 1e-12).all()
