@@ -85,7 +85,7 @@ def attributions(
     samples: int = 8,
     noise: float = 0.1,
     steps: int = 16,
-    internal_batch_size: int = 4,
+    internal_batch_size: int = 1,
     patch: int = 6,
     stride: int | None = None,
     layer: str | None = None,
@@ -103,7 +103,8 @@ def attributions(
         samples, noise: SmoothGrad's noisy copies, and their noise sd as a fraction of the
             batch's intensity range (Smilkov et al. suggest 0.1 to 0.2).
         steps, internal_batch_size: Integrated Gradients' path steps, and how many of them
-            run at once.
+            run at once per participant (each one holds a whole volume's graph: about
+            0.4 GB for a slice model with EfficientNet-Lite0 at 4 mm).
         patch, stride: occlusion cube edge and step in voxels (stride defaults to patch).
         layer: Grad-CAM's layer, a name in ``model.named_modules()`` (default:
             ``gradcam_layer(model)``).
