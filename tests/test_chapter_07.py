@@ -63,3 +63,4 @@ def test_mask_and_slice_numbers_are_in_range(nb):
     r = glued_float(nb, "slice_r")
     assert np.isnan(r) or -1 <= r <= 1
     assert glued_float(nb, "main_cost") > 0
+    assert 0 <= glued_float(nb, "group_auroc") <= 1
