@@ -27,7 +27,7 @@ LAYERS = [
     {"features"},
     {"recipes", "train", "profiles"},
     {"runs", "experiments", "compare"},
-    {"viz", "bench", "cachedir"},
+    {"viz", "bench", "cachedir", "interpret", "saliency_scores"},
 ]
 
 

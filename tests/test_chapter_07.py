@@ -1,0 +1,66 @@
+"""Chapter 7 at PROFILE="smoke": the saliency scores it quotes hold what the text says."""
+
+from __future__ import annotations
+
+import ast
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from notebook_tools import glued, glued_float
+
+pytestmark = pytest.mark.notebooks
+
+STEM = "07_interpretation"
+
+
+@pytest.fixture(scope="module")
+def nb(executed_chapter):
+    return executed_chapter(STEM)
+
+
+def glued_table(nb, name: str) -> pd.DataFrame:
+    """A table the chapter glued as JSON records."""
+    return pd.DataFrame(json.loads(ast.literal_eval(glued(nb)[name])))
+
+
+@pytest.mark.parametrize("name", ["saliency_auroc_trained", "saliency_auroc_random"])
+def test_headline_aurocs_are_probabilities_inside_their_intervals(nb, name):
+    mean = glued_float(nb, name)
+    low, high = glued_float(nb, f"{name}_low"), glued_float(nb, f"{name}_high")
+    assert 0 <= low <= mean <= high <= 1
+
+
+def test_scores_table_covers_three_methods_on_two_model_families(nb):
+    summary = glued_table(nb, "scores_json")
+    assert summary["model"].nunique() >= 2
+    for model in ("slice model", "3D CNN"):
+        assert summary.loc[summary["model"] == model, "method"].nunique() >= 3
+    for score in ("auroc", "mass_inside", "pointing"):
+        assert summary[score].between(0, 1).all()
+        assert (summary[f"{score}_low"] <= summary[score] + 1e-12).all()
+        assert (summary[score] <= summary[f"{score}_high"] + 1e-12).all()
+
+
+def test_glued_headline_and_summary_come_from_the_per_participant_scores(nb):
+    summary = glued_table(nb, "scores_json")
+    rows = glued_table(nb, "per_participant_json")
+    n_scored = glued_float(nb, "n_scored")
+    assert (rows.groupby(["model", "method"]).size() == n_scored).all()
+    means = rows.groupby(["model", "method"])[["auroc", "mass_inside", "pointing"]].mean()
+    joined = summary.set_index(["model", "method"])[means.columns].loc[means.index]
+    assert np.allclose(joined.to_numpy(), means.to_numpy(), equal_nan=True)
+    main = rows.query("model == 'slice model' and method == 'smoothgrad'")["auroc"].mean()
+    assert glued_float(nb, "saliency_auroc_trained") == pytest.approx(main)
+    best = summary.sort_values("auroc", ascending=False).iloc[0]
+    assert glued_float(nb, "best_auroc") == pytest.approx(best["auroc"])
+
+
+def test_mask_and_slice_numbers_are_in_range(nb):
+    assert 0 < glued_float(nb, "mask_share") < 10  # the top 5 % of the brain, in percent
+    assert glued_float(nb, "n_scored") >= 1
+    r = glued_float(nb, "slice_r")
+    assert np.isnan(r) or -1 <= r <= 1
+    assert glued_float(nb, "main_cost") > 0
+    assert 0 <= glued_float(nb, "group_auroc") <= 1
