@@ -268,10 +268,10 @@ def participant_effect(cohort: Cohort, row: int, task: str) -> np.ndarray:
     """The effect of ``task`` in one participant's scan, ``(X, Y, Z)`` float32: the truth
     their attribution map is scored against.
 
-    Today this is the cohort's template-level map (``cohort.effects``: a typical brain with
-    the effect minus without it), the same for every participant; individual anatomy and
-    misregistration move each participant's effect a little away from it. A generator that
-    renders a participant with and without the effect gives their own map here instead.
+    The generator renders the participant's scan with and without the effect (their own
+    anatomy, misregistration, bias field and intensity scale kept, no noise), and this is
+    the difference (``slicemri_lite.synthetic.render_participant``). A participant without
+    the effect (a CN participant for ``"ad"``) has an all-zero map: score only those with it.
     """
     check_choice("task", task, TASKS)
     if task not in cohort.effects:
@@ -281,7 +281,9 @@ def participant_effect(cohort: Cohort, row: int, task: str) -> np.ndarray:
         )
     if not 0 <= row < len(cohort):
         raise ValueError(f"'row' must be in [0, {len(cohort)}); {row!r} was provided.")
-    return np.asarray(cohort.effects[task], dtype=np.float32)
+    from slicemri_lite.synthetic import render_participant
+
+    return render_participant(cohort, int(row), without=(task,))["effect"]
 
 
 def group_map(attributions: np.ndarray) -> np.ndarray:
@@ -348,7 +350,7 @@ def slice_attention(
             chunks.append(model.slice_attention(_batch(volumes, rows, device)).cpu())
         else:
             f = torch.from_numpy(np.asarray(features[rows], dtype=np.float32)).to(device)
-            chunks.append(model.pool.weights(model._tokens(f)).cpu())  # (b, S)
+            chunks.append(model.pool.weights(model.slice_tokens(f)).cpu())  # (b, S)
     return torch.cat(chunks).numpy()
 
 

@@ -427,6 +427,11 @@ class SliceSetNet(_TargetScaled):
         tokens = self.norm(tokens)
         return tokens if self.post_project is None else self.post_project(tokens)
 
+    def slice_tokens(self, features: torch.Tensor) -> torch.Tensor:
+        """Encoder features ``(B, S, E)`` -> the position-encoded, normalised tokens
+        ``(B, S, D)`` that pooling sees (e.g. for attention weights from stored features)."""
+        return self._tokens(features)
+
     def forward_features(self, features: torch.Tensor) -> torch.Tensor:
         """Everything after the encoder: ``(B, S, E)`` features -> ``(B, n_outputs)``."""
         tokens = self._tokens(features)  # (B, S, D)
