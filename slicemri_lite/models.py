@@ -449,7 +449,7 @@ class SliceSetNet(_TargetScaled):
 
     @torch.no_grad()
     def slice_gains(self) -> torch.Tensor:
-        """Per-slice weight of the joint LayerNorm: mean |gain| over features, ``(S,)``.
+        """Per-slice weight of the joint LayerNorm: mean absolute gain over features, ``(S,)``.
 
         The paper's norm has one gain per (slice, feature) pair; after mean pooling, slice
         ``s`` enters the pooled vector scaled by its gains, so their size says how much the
