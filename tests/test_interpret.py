@@ -296,9 +296,21 @@ def test_map_similarity_tells_a_copy_from_an_unrelated_map():
     assert np.allclose(same, 1) and (np.abs(other) < 0.1).all()
 
 
-def test_participant_effect_is_the_planted_map_and_refuses_real_cohorts():
-    cohort = ridge_cohort()
+def test_participant_effect_is_the_participants_own_rendered_effect():
+    from data_fixtures import small_cohort
+
+    cohort = small_cohort()
+    diagnosis = cohort.table["diagnosis"].to_numpy()
+    ad, cn = int(np.flatnonzero(diagnosis == "AD")[0]), int(np.flatnonzero(diagnosis == "CN")[0])
+    effect = interpret.participant_effect(cohort, ad, "ad")
+    assert effect.shape == cohort.shape and np.abs(effect).max() > 0.02
+    assert effect.sum() < 0  # AD darkens: tissue gives way to CSF
+    assert np.abs(interpret.participant_effect(cohort, cn, "ad")).max() == 0  # no AD, no effect
+    other = interpret.participant_effect(cohort, int(np.flatnonzero(diagnosis == "AD")[1]), "ad")
+    assert not np.allclose(effect, other)  # each participant their own map
+    real = ridge_cohort()
     with pytest.raises(ValueError, match="no planted 'ad' effect"):
-        interpret.participant_effect(cohort, 0, "ad")
-    cohort.effects = {"ad": np.ones(cohort.shape)}
-    assert interpret.participant_effect(cohort, 3, "ad").shape == cohort.shape
+        interpret.participant_effect(real, 0, "ad")
+    real.effects = {"ad": np.ones(real.shape)}
+    with pytest.raises(ValueError, match="needs a cohort made by synthetic_cohort"):
+        interpret.participant_effect(real, 3, "ad")
