@@ -26,7 +26,9 @@ from slicemri_lite.runs import run_label
 
 __all__ = [
     "CONFIG_KEYS",
+    "ad_table",
     "auc_bootstrap",
+    "auc_interval",
     "cohens_d_interval",
     "describe_difference",
     "flat_runs",
@@ -310,6 +312,53 @@ def auc_bootstrap(
     return pd.DataFrame(rows, columns=columns)
 
 
+def auc_interval(is_ad, score, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """ROC AUC of one ``(n,)`` score with a 95% bootstrap interval (participants resampled
+    within each diagnosis). Returns ``(auc, low, high)``."""
+    is_ad = np.asarray(is_ad, int).ravel()
+    x = np.asarray(score, float).ravel()[None, :]
+    rng = np.random.default_rng(seed)
+    draws = _weighted_auc(x, is_ad, *_auc_weights(is_ad, 1, n_boot, rng))
+    point = _weighted_auc(x, is_ad, *_auc_weights(is_ad, 1, 0, rng))[0]
+    low, high = np.percentile(draws, [2.5, 97.5])
+    return float(point), float(low), float(high)
+
+
+AD_SUMMARY = ["pr_auc", "balanced_accuracy", "sensitivity", "specificity", "brier"]
+
+
+def ad_table(
+    results: pd.DataFrame, predictions: pd.DataFrame, n_boot: int = 1000, seed: int = 0
+) -> pd.DataFrame:
+    """The AD results in one table: per configuration (and design), the test AUC with its
+    bootstrap interval over participants and seeds (``auc_bootstrap``), and the means over
+    seeds of the other AD metrics.
+
+    Returns:
+        ``label``, ``age_matched``, ``train_size``, ``n_seeds``, ``auc``, ``ci_low``,
+        ``ci_high``, then ``AD_SUMMARY``; sorted by design, then AUC.
+    """
+    ok = results[results["status"] == "ok"]
+    ok = ok.assign(label=_labels(ok), age_matched=ok.get("age_matched", False))
+    if "age_matched" not in predictions.columns:
+        predictions = predictions.assign(age_matched=False)
+    rows = []
+    keys = ["label", "age_matched", "train_size"]
+    for (label, matched, size), group in ok.groupby(keys, sort=False):
+        chosen = predictions[
+            (predictions["age_matched"] == matched) & (predictions["train_size"] == size)
+        ]
+        auc = auc_bootstrap(chosen, label, n_boot, seed)
+        if auc.empty:
+            continue
+        rows.append({"label": label, "age_matched": matched, "train_size": size,
+                     "n_seeds": len(group), **auc.iloc[0][["auc", "ci_low", "ci_high"]],
+                     **group[AD_SUMMARY].mean()})  # fmt: skip
+    columns = [*keys, "n_seeds", "auc", "ci_low", "ci_high", *AD_SUMMARY]
+    table = pd.DataFrame(rows, columns=columns)
+    return table.sort_values(["age_matched", "auc"], ascending=[True, False], ignore_index=True)
+
+
 def roc_band(
     predictions: pd.DataFrame,
     label: str,
@@ -382,12 +431,15 @@ def init_differences(results: pd.DataFrame, metric: str = "mae") -> pd.DataFrame
 
 
 def describe_difference(row: pd.Series, metric: str = "mae") -> str:
-    """One sentence for a ``paired_difference`` row, with its interval and verdict."""
+    """One sentence for a ``paired_difference`` or ``paired_bootstrap`` row, with its
+    interval and verdict (years for MAE/RMSE; AUC has no unit)."""
     size = f"{int(row['train_size'])} training subjects"
+    unit = "years " if metric in LOWER_IS_BETTER else ""
+    difference = f"{row['a']} minus {row['b']} is {row['difference']:+.2f} {unit}{metric.upper()}"
     if row["verdict"] == "too few seeds":
         return (
-            f"With {size}, {row['a']} minus {row['b']} is {row['difference']:+.2f} years "
-            f"{metric.upper()} from {int(row['n_pairs'])} seed(s): too few seeds for an interval."
+            f"With {size}, {difference} from {int(row['n_pairs'])} seed(s): too few seeds for "
+            "an interval."
         )
     verdict = (
         "the interval includes zero, so the difference is within noise"
@@ -395,8 +447,7 @@ def describe_difference(row: pd.Series, metric: str = "mae") -> str:
         else f"the interval excludes zero: {row['verdict']}"
     )
     return (
-        f"With {size}, {row['a']} minus {row['b']} is {row['difference']:+.2f} years "
-        f"{metric.upper()} (95% CI {row['ci_low']:+.2f} to {row['ci_high']:+.2f}, "
+        f"With {size}, {difference} (95% CI {row['ci_low']:+.2f} to {row['ci_high']:+.2f}, "
         f"{int(row['n_pairs'])} seeds); {verdict}."
     )
 

@@ -45,7 +45,7 @@ import torch
 
 from slicemri_lite.atomic import write_csv_atomic, write_json_atomic
 from slicemri_lite.cohort import Cohort
-from slicemri_lite.compare import CONFIG_KEYS, summarize
+from slicemri_lite.compare import CONFIG_KEYS, ad_table, summarize
 from slicemri_lite.encoders import OfflineWeightsError
 from slicemri_lite.features import slice_features
 from slicemri_lite.metrics import AD_METRICS, run_metrics
@@ -552,7 +552,10 @@ def main(argv: list[str] | None = None) -> int:
     _write_provenance(out, argv, started, finished=False)
     experiment = run_grid(args.command, args.profile, args.data, out, args.seed)
     _write_provenance(out, argv, started, finished=True)
-    summary = summarize(experiment.results, METRICS[experiment.task][0])
+    if experiment.task == "ad":  # AUC with its interval over participants and seeds
+        summary = ad_table(experiment.results, experiment.predictions)
+    else:
+        summary = summarize(experiment.results, METRICS[experiment.task][0])
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     print(f"wrote results.csv, predictions.csv and provenance.json to {out}")
     return 0

@@ -187,11 +187,14 @@ def calibration_curve(is_ad, probability, n_bins: int = 5) -> pd.DataFrame:
 
 
 def cohens_d(a, b) -> float:
-    """Standardised mean difference ``(mean(a) - mean(b)) / pooled sd`` (Cohen's d)."""
+    """Standardised mean difference ``(mean(a) - mean(b)) / pooled sd`` (Cohen's d); NaN
+    when both groups are constant (no spread to scale by)."""
     a, b = np.asarray(a, float).ravel(), np.asarray(b, float).ravel()
     if a.size < 2 or b.size < 2:
         raise ValueError(f"each group needs at least 2 values; got {a.size} and {b.size}.")
     pooled = ((a.size - 1) * a.var(ddof=1) + (b.size - 1) * b.var(ddof=1)) / (a.size + b.size - 2)
+    if pooled == 0:
+        return float("nan")
     return float((a.mean() - b.mean()) / np.sqrt(pooled))
 
 

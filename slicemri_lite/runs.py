@@ -17,7 +17,8 @@ A config whose ``mode`` says frozen always trains frozen: it needs the features,
 frozen config without them is refused rather than fine-tuned.
 
 ``slice_leakage`` is Chapter 6's demonstration of data leakage: a per-slice classifier
-scored with its slices split at random across participants, and split by participant.
+(on ``slice_pixels``) scored with its slices split at random across participants, and
+split by participant.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import torch
 from slicemri_lite.baselines import MeanBaseline, Ridge, VoxelRidge
 from slicemri_lite.cohort import SPLITS, Cohort
 from slicemri_lite.features import FeatureSpec, SliceFeatures
+from slicemri_lite.geometry import axis_index
 from slicemri_lite.models import Conv3DNet, SliceSetNet
 from slicemri_lite.profiles import Profile
 from slicemri_lite.train import fit, predict
@@ -46,6 +48,7 @@ __all__ = [
     "run_config",
     "run_label",
     "slice_leakage",
+    "slice_pixels",
 ]
 
 MODELS = ("mean", "ridge", "age_only", "probe", "conv3d", "sliceset")
@@ -248,21 +251,42 @@ def age_matched_rows(cohort: Cohort) -> np.ndarray:
     return np.flatnonzero(is_ad | (table["age"].to_numpy(float) >= youngest))
 
 
+def slice_pixels(cohort: Cohort, axis: str = "sagittal", pool: int = 2) -> np.ndarray:
+    """Every slice of every volume as a flat vector: ``(N, S, P)`` float32.
+
+    Slices are taken along ``axis`` and averaged over ``pool`` x ``pool`` voxel blocks in
+    their plane (edges padded), the input of a per-slice 2D classifier.
+    """
+    import torch.nn.functional as F
+
+    dim = 1 + axis_index(axis)
+    chunks = []
+    for start in range(0, len(cohort), 16):  # chunks keep a memory-mapped cohort on disk
+        block = torch.from_numpy(np.asarray(cohort.volumes[start : start + 16], np.float32))
+        block = block.movedim(dim, 1)  # (n, S, a, b)
+        n, n_slices = block.shape[:2]
+        pooled = F.avg_pool2d(block.reshape(n * n_slices, 1, *block.shape[2:]), pool,
+                              ceil_mode=True)  # fmt: skip
+        chunks.append(pooled.reshape(n, n_slices, -1).numpy())
+    return np.concatenate(chunks)
+
+
 def slice_leakage(
-    features: SliceFeatures,
+    values: np.ndarray,
     cohort: Cohort,
     split: str = "participant",
     seed: int = 0,
     central: float = 0.5,
 ) -> dict[str, float]:
-    """Train and score a per-slice AD classifier on frozen slice features.
+    """Train and score a per-slice AD classifier, with slices split by participant or not.
 
     Every slice is one example, labelled with its participant's diagnosis; a logistic
-    regression reads its ``(E,)`` features. Only the ``central`` share of slices along the
-    axis is used (the outer ones hold little brain).
+    regression reads its ``(E,)`` vector (``slice_pixels``, or frozen slice features).
+    Only the ``central`` share of slices along the axis is used (the outer ones hold
+    little brain).
 
     Args:
-        features: ``(N, S, E)`` frozen slice features of ``cohort``'s rows.
+        values: ``(N, S, E)``, one row per cohort row.
         cohort: the cohort (its train/val/test split and diagnoses).
         split: ``"participant"``: train on the training participants' slices, test on the
             test participants'; ``"slice"``: pool the slices of the train and test
@@ -280,23 +304,27 @@ def slice_leakage(
     from sklearn.metrics import roc_auc_score
 
     check_choice("split", split, ("participant", "slice"))
-    n_slices = features.shape[1]
+    values = np.asarray(values)
+    if values.ndim != 3 or len(values) != len(cohort):
+        raise ValueError(
+            f"'values' must be (N, S, E) with N = {len(cohort)} cohort rows; got {values.shape}."
+        )
+    n_slices = values.shape[1]
     keep = max(1, round(central * n_slices))
     start = (n_slices - keep) // 2
     rows = {s: cohort.indices(s) for s in ("train", "test")}
     people = np.concatenate([rows["train"], rows["test"]])
-    x = features.values[people, start : start + keep]  # (P, K, E)
+    x = values[people, start : start + keep].reshape(len(people) * keep, -1)
     y = np.repeat(cohort.targets("ad", people), keep)
     owner = np.repeat(people, keep)
-    x = x.reshape(-1, x.shape[-1])
     if split == "participant":
         is_test = np.isin(owner, rows["test"])
     else:
         order = np.random.default_rng(seed).permutation(len(owner))
         is_test = np.zeros(len(owner), bool)
         is_test[order[: keep * len(rows["test"])]] = True
-    mean, std = x[~is_test].mean(0), x[~is_test].std(0) + 1e-6
-    model = LogisticRegression(max_iter=2000).fit((x[~is_test] - mean) / std, y[~is_test])
+    mean, std = x[~is_test].mean(0), x[~is_test].std(0) + 1e-3
+    model = LogisticRegression(max_iter=1000).fit((x[~is_test] - mean) / std, y[~is_test])
     probability = model.predict_proba((x[is_test] - mean) / std)[:, 1]
     return {
         "auc": float(roc_auc_score(y[is_test], probability)),

@@ -11,7 +11,7 @@ from sklearn.metrics import roc_auc_score
 from slicemri_lite import compare, runs
 from slicemri_lite import experiments as ex
 from slicemri_lite.data import Cohort
-from slicemri_lite.features import FeatureSpec, SliceFeatures
+from slicemri_lite.features import SliceFeatures
 from slicemri_lite.profiles import get_profile
 
 
@@ -237,13 +237,27 @@ def test_splitting_slices_at_random_leaks_identity_into_the_score():
     rng = np.random.default_rng(0)
     person = rng.normal(0, 1, (60, 1, 128))  # more dimensions than people
     values = (person + 0.1 * rng.normal(0, 1, (60, 10, 128))).astype(np.float32)
-    features = SliceFeatures(values, FeatureSpec(), None)
-    honest = runs.slice_leakage(features, cohort, "participant")
-    leaky = runs.slice_leakage(features, cohort, "slice", seed=0)
+    honest = runs.slice_leakage(values, cohort, "participant")
+    leaky = runs.slice_leakage(values, cohort, "slice", seed=0)
     assert honest["shared"] == 0 and leaky["shared"] > 0.9
     assert abs(honest["auc"] - 0.5) < 0.2
     assert leaky["auc"] > 0.9 and leaky["auc"] > honest["auc"] + 0.3
     assert honest["n_test"] == leaky["n_test"] == 5 * len(cohort.indices("test"))
+
+
+def test_slice_pixels_are_the_slices_pooled_in_plane():
+    from slicemri_lite.geometry import take_slice
+
+    cohort = ad_cohort(n=5)
+    for axis in ("sagittal", "coronal", "axial"):
+        flat = runs.slice_pixels(cohort, axis, pool=1)
+        assert flat.shape == (5, 6, 36)
+        np.testing.assert_allclose(flat[2, 3], take_slice(cohort.volumes[2], axis, 3).ravel())
+    pooled = runs.slice_pixels(cohort, "axial", pool=2)
+    assert pooled.shape == (5, 6, 9)
+    np.testing.assert_allclose(pooled[1, 4, 0], cohort.volumes[1, :2, :2, 4].mean(), rtol=1e-6)
+    with pytest.raises(ValueError, match="must be \\(N, S, E\\)"):
+        runs.slice_leakage(pooled[:3], cohort)
 
 
 # ---------------------------------------------------------------- the enriched cohort
