@@ -7,7 +7,10 @@ Two ways to put an interval on "model A minus model B":
 - ``paired_bootstrap``: over test participants *and* seeds, from the predictions table:
   each draw resamples participants (the same ones for A and B) and seeds (paired), so the
   interval covers both the finite test set and training noise. Every chapter that compares
-  models uses this one.
+  models uses this one. For AD (``metric="auc"``) the participants are resampled within
+  each diagnosis, so every draw has AD and CN participants; ``auc_bootstrap`` gives one
+  model's AUC the same interval, ``roc_band`` its ROC curve a band, and
+  ``cohens_d_interval`` an effect size between two groups.
 
 Everything here reads the results table that ``slicemri_lite.experiments`` writes (one
 row per run with ``model``, ``encoder``, ``init``, ``mode``, ``train_size``, ``seed``,
@@ -23,6 +26,10 @@ from slicemri_lite.runs import run_label
 
 __all__ = [
     "CONFIG_KEYS",
+    "ad_table",
+    "auc_bootstrap",
+    "auc_interval",
+    "cohens_d_interval",
     "describe_difference",
     "flat_runs",
     "init_differences",
@@ -30,6 +37,7 @@ __all__ = [
     "paired_difference",
     "plot_predicted_vs_true",
     "plot_sample_efficiency",
+    "roc_band",
     "run_label",
     "summarize",
     "t_interval",
@@ -44,6 +52,7 @@ def _config_keys(frame: pd.DataFrame) -> list[str]:
 
 
 LOWER_IS_BETTER = ("mae", "rmse")
+BOOTSTRAP_METRICS = (*LOWER_IS_BETTER, "auc")
 
 
 def _labels(frame: pd.DataFrame) -> pd.Series:
@@ -78,19 +87,20 @@ def summarize(results: pd.DataFrame, metric: str = "mae") -> pd.DataFrame:
     ok = results[results["status"] == "ok"]
     rows = []
     keys = _config_keys(ok)
-    for key, group in ok.groupby([*keys, "train_size"], sort=False):
+    extra = [k for k in ("age_matched",) if k in ok.columns]  # the AD grid's design flag
+    for key, group in ok.groupby([*keys, *extra, "train_size"], sort=False):
         mean, low, high = t_interval(group[metric])
         rows.append(
             {
-                "label": run_label(**dict(zip(keys, key[:-1], strict=True))),
-                **dict(zip([*keys, "train_size"], key, strict=True)),
+                "label": run_label(**dict(zip(keys, key[: len(keys)], strict=True))),
+                **dict(zip([*keys, *extra, "train_size"], key, strict=True)),
                 "n_seeds": len(group),
                 metric: mean,
                 "ci_low": low,
                 "ci_high": high,
             }
         )
-    columns = ["label", *keys, "train_size", "n_seeds", metric, "ci_low", "ci_high"]
+    columns = ["label", *keys, *extra, "train_size", "n_seeds", metric, "ci_low", "ci_high"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -170,7 +180,8 @@ def paired_bootstrap(
         predictions: the predictions table (run keys, ``participant_id``, ``age``,
             ``predicted``), e.g. ``Experiment.predictions`` or ``predictions.csv``.
         a, b: run labels (``run_label``); only seeds both have at a size are paired.
-        metric: ``"mae"`` or ``"rmse"`` (years).
+        metric: ``"mae"`` or ``"rmse"`` (years), or ``"auc"`` (AD predictions, with a
+            ``diagnosis`` column; participants resampled within each diagnosis).
         n_boot: bootstrap draws.
         seed: seeds the draws.
 
@@ -181,25 +192,34 @@ def paired_bootstrap(
         this design detects with 80% power at the 5% level, about 1.43 times the interval's
         half-width) and ``verdict``.
     """
-    if metric not in LOWER_IS_BETTER:
+    if metric not in BOOTSTRAP_METRICS:
         raise ValueError(
-            f"'metric' must be one of {list(LOWER_IS_BETTER)}; {metric!r} was provided."
+            f"'metric' must be one of {list(BOOTSTRAP_METRICS)}; {metric!r} was provided."
         )
+    _check_one_design(predictions)
     rng = np.random.default_rng(seed)
     rows = []
     for size in sorted(set(predictions["train_size"])):
-        ea, eb = _error_matrix(predictions, a, size), _error_matrix(predictions, b, size)
+        matrix = _score_matrix if metric == "auc" else _error_matrix
+        ea, eb = matrix(predictions, a, size), matrix(predictions, b, size)
         seeds = ea.index.intersection(eb.index)
         people = ea.columns.intersection(eb.columns)
         if len(seeds) == 0 or len(people) == 0:
             continue
         xa, xb = ea.loc[seeds, people].to_numpy(), eb.loc[seeds, people].to_numpy()
-        (k, n), uniform = xa.shape, np.ones((1, 1))
-        w = rng.multinomial(n, np.full(n, 1 / n), size=n_boot) / n  # resampled participants
-        v = rng.multinomial(k, np.full(k, 1 / k), size=n_boot) / k  # resampled seeds
-        draws = _weighted_difference(xa, xb, metric, w, v)
-        point = _weighted_difference(xa, xb, metric, uniform.repeat(n, 1) / n,
-                                     uniform.repeat(k, 1) / k)[0]  # fmt: skip
+        if metric == "auc":
+            is_ad = _is_ad(predictions, people)
+            w, v = _auc_weights(is_ad, len(seeds), n_boot, rng)
+            draws = _weighted_auc(xa, is_ad, w, v) - _weighted_auc(xb, is_ad, w, v)
+            w, v = _auc_weights(is_ad, len(seeds), 0, rng)
+            point = (_weighted_auc(xa, is_ad, w, v) - _weighted_auc(xb, is_ad, w, v))[0]
+        else:
+            (k, n), uniform = xa.shape, np.ones((1, 1))
+            w = rng.multinomial(n, np.full(n, 1 / n), size=n_boot) / n  # resampled participants
+            v = rng.multinomial(k, np.full(k, 1 / k), size=n_boot) / k  # resampled seeds
+            draws = _weighted_difference(xa, xb, metric, w, v)
+            point = _weighted_difference(xa, xb, metric, uniform.repeat(n, 1) / n,
+                                         uniform.repeat(k, 1) / k)[0]  # fmt: skip
         low, high = np.percentile(draws, [2.5, 97.5])
         rows.append({"a": a, "b": b, "train_size": size, "n_pairs": len(seeds),
                      "n_participants": len(people), "difference": point, "ci_low": low,
@@ -208,6 +228,193 @@ def paired_bootstrap(
     columns = ["a", "b", "train_size", "n_pairs", "n_participants", "difference", "ci_low",
                "ci_high", "detectable", "verdict"]  # fmt: skip
     return pd.DataFrame(rows, columns=columns)
+
+
+# ----------------------------------------------------------------------------- AD: AUC
+
+
+def _check_one_design(predictions: pd.DataFrame) -> None:
+    """Refuse a table that mixes age-matched and unmatched runs (different participants)."""
+    if "age_matched" in predictions.columns and predictions["age_matched"].nunique() > 1:
+        raise ValueError(
+            "the predictions mix age-matched and unmatched runs; select one, e.g. "
+            "predictions.query('age_matched == False')."
+        )
+
+
+def _score_matrix(predictions: pd.DataFrame, label: str, size) -> pd.DataFrame:
+    """Predicted AD scores ``(seeds, participants)`` of one configuration at one size."""
+    rows = predictions[(_labels(predictions) == label) & (predictions["train_size"] == size)]
+    return rows.pivot_table(index="seed", columns="participant_id", values="predicted")
+
+
+def _is_ad(predictions: pd.DataFrame, people) -> np.ndarray:
+    """``(n,)`` 1 for AD, 0 for CN, for ``people`` (participant ids) in that order."""
+    diagnosis = predictions.drop_duplicates("participant_id").set_index("participant_id")
+    return (diagnosis.loc[list(people), "diagnosis"].to_numpy() == "AD").astype(int)
+
+
+def _auc_weights(is_ad: np.ndarray, k: int, n_boot: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Participant weights ``(B, n)``, resampled within each diagnosis, and seed weights
+    ``(B, k)``; ``n_boot=0`` gives the one uniform row of the point estimate."""
+    n, b = len(is_ad), max(n_boot, 1)
+    w = np.zeros((b, n))
+    for value in (0, 1):
+        members = np.flatnonzero(is_ad == value)
+        m = len(members)
+        if m == 0:
+            raise ValueError("an AUC needs AD and CN participants; one diagnosis is missing.")
+        counts = np.ones((1, m)) if n_boot == 0 else rng.multinomial(m, np.full(m, 1 / m), b)
+        w[:, members] = counts
+    v = np.ones((1, k)) if n_boot == 0 else rng.multinomial(k, np.full(k, 1 / k), b)
+    return w, v / k
+
+
+def _weighted_auc(scores: np.ndarray, is_ad: np.ndarray, w: np.ndarray, v: np.ndarray):
+    """ROC AUC under participant weights ``w`` (B, n), averaged over seeds with weights
+    ``v`` (B, k); ``scores`` are ``(k, n)``. Ties count one half. Returns ``(B,)``."""
+    ad, cn = scores[:, is_ad == 1], scores[:, is_ad == 0]  # (k, a), (k, c)
+    above = (ad[:, :, None] > cn[:, None, :]) + 0.5 * (ad[:, :, None] == cn[:, None, :])
+    w_ad, w_cn = w[:, is_ad == 1], w[:, is_ad == 0]
+    per_seed = np.einsum("ba,kac,bc->bk", w_ad, above, w_cn)
+    per_seed /= (w_ad.sum(1) * w_cn.sum(1))[:, None]
+    return (per_seed * v).sum(axis=1)
+
+
+def auc_bootstrap(
+    predictions: pd.DataFrame, label: str, n_boot: int = 2000, seed: int = 0
+) -> pd.DataFrame:
+    """One configuration's test ROC AUC (mean over seeds) with a 95% bootstrap interval.
+
+    Draws resample AD and CN test participants (each within its diagnosis) and seeds, as
+    ``paired_bootstrap(metric="auc")`` does for a difference.
+
+    Returns:
+        One row per training size: ``label``, ``train_size``, ``n_seeds``, ``n_ad``,
+        ``n_cn``, ``auc``, ``ci_low``, ``ci_high``.
+    """
+    _check_one_design(predictions)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for size in sorted(set(predictions["train_size"])):
+        scores = _score_matrix(predictions, label, size).dropna(axis=1)
+        if scores.empty:
+            continue
+        is_ad = _is_ad(predictions, scores.columns)
+        x = scores.to_numpy()
+        draws = _weighted_auc(x, is_ad, *_auc_weights(is_ad, len(x), n_boot, rng))
+        point = _weighted_auc(x, is_ad, *_auc_weights(is_ad, len(x), 0, rng))[0]
+        low, high = np.percentile(draws, [2.5, 97.5])
+        rows.append({"label": label, "train_size": size, "n_seeds": len(x),
+                     "n_ad": int(is_ad.sum()), "n_cn": int((1 - is_ad).sum()), "auc": point,
+                     "ci_low": low, "ci_high": high})  # fmt: skip
+    columns = ["label", "train_size", "n_seeds", "n_ad", "n_cn", "auc", "ci_low", "ci_high"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def auc_interval(is_ad, score, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """ROC AUC of one ``(n,)`` score with a 95% bootstrap interval (participants resampled
+    within each diagnosis). Returns ``(auc, low, high)``."""
+    is_ad = np.asarray(is_ad, int).ravel()
+    x = np.asarray(score, float).ravel()[None, :]
+    rng = np.random.default_rng(seed)
+    draws = _weighted_auc(x, is_ad, *_auc_weights(is_ad, 1, n_boot, rng))
+    point = _weighted_auc(x, is_ad, *_auc_weights(is_ad, 1, 0, rng))[0]
+    low, high = np.percentile(draws, [2.5, 97.5])
+    return float(point), float(low), float(high)
+
+
+AD_SUMMARY = ["pr_auc", "balanced_accuracy", "sensitivity", "specificity", "brier"]
+
+
+def ad_table(
+    results: pd.DataFrame, predictions: pd.DataFrame, n_boot: int = 1000, seed: int = 0
+) -> pd.DataFrame:
+    """The AD results in one table: per configuration (and design), the test AUC with its
+    bootstrap interval over participants and seeds (``auc_bootstrap``), and the means over
+    seeds of the other AD metrics.
+
+    Returns:
+        ``label``, ``age_matched``, ``train_size``, ``n_seeds``, ``auc``, ``ci_low``,
+        ``ci_high``, then ``AD_SUMMARY``; sorted by design, then AUC.
+    """
+    ok = results[results["status"] == "ok"]
+    ok = ok.assign(label=_labels(ok), age_matched=ok.get("age_matched", False))
+    if "age_matched" not in predictions.columns:
+        predictions = predictions.assign(age_matched=False)
+    rows = []
+    keys = ["label", "age_matched", "train_size"]
+    for (label, matched, size), group in ok.groupby(keys, sort=False):
+        chosen = predictions[
+            (predictions["age_matched"] == matched) & (predictions["train_size"] == size)
+        ]
+        auc = auc_bootstrap(chosen, label, n_boot, seed)
+        if auc.empty:
+            continue
+        rows.append({"label": label, "age_matched": matched, "train_size": size,
+                     "n_seeds": len(group), **auc.iloc[0][["auc", "ci_low", "ci_high"]],
+                     **group[AD_SUMMARY].mean()})  # fmt: skip
+    columns = [*keys, "n_seeds", "auc", "ci_low", "ci_high", *AD_SUMMARY]
+    table = pd.DataFrame(rows, columns=columns)
+    return table.sort_values(["age_matched", "auc"], ascending=[True, False], ignore_index=True)
+
+
+def roc_band(
+    predictions: pd.DataFrame,
+    label: str,
+    n_boot: int = 500,
+    seed: int = 0,
+    n_points: int = 51,
+) -> pd.DataFrame:
+    """A configuration's ROC curve (largest training size) with a 95% bootstrap band.
+
+    The curve is the true positive rate at ``n_points`` false positive rates, averaged over
+    seeds; each draw resamples participants within each diagnosis and the seeds.
+
+    Returns:
+        ``fpr``, ``tpr``, ``low``, ``high`` (``n_points`` rows).
+    """
+    from sklearn.metrics import roc_curve
+
+    _check_one_design(predictions)
+    size = max(set(predictions["train_size"]))
+    scores = _score_matrix(predictions, label, size).dropna(axis=1)
+    if scores.empty:
+        raise ValueError(
+            f"no predictions of {label!r}; the labels are {sorted(set(_labels(predictions)))}."
+        )
+    is_ad, x = _is_ad(predictions, scores.columns), scores.to_numpy()
+    grid = np.linspace(0, 1, n_points)
+
+    def curve(rows: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+        tprs = []
+        for k in seeds:
+            fpr, tpr, _ = roc_curve(is_ad[rows], x[k, rows])
+            tprs.append(np.interp(grid, fpr, tpr))
+        return np.mean(tprs, axis=0)
+
+    rng = np.random.default_rng(seed)
+    groups = [np.flatnonzero(is_ad == value) for value in (0, 1)]
+    draws = np.array([
+        curve(np.concatenate([rng.choice(g, len(g)) for g in groups]),
+              rng.integers(0, len(x), len(x)))
+        for _ in range(n_boot)
+    ])  # fmt: skip
+    low, high = np.percentile(draws, [2.5, 97.5], axis=0)
+    middle = curve(np.arange(len(is_ad)), np.arange(len(x)))
+    return pd.DataFrame({"fpr": grid, "tpr": middle, "low": low, "high": high})
+
+
+def cohens_d_interval(a, b, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """Cohen's d of ``a`` against ``b`` with a 95% bootstrap interval (each group resampled
+    on its own). Returns ``(d, low, high)``."""
+    from slicemri_lite.metrics import cohens_d
+
+    a, b = np.asarray(a, float).ravel(), np.asarray(b, float).ravel()
+    rng = np.random.default_rng(seed)
+    draws = [cohens_d(rng.choice(a, a.size), rng.choice(b, b.size)) for _ in range(n_boot)]
+    low, high = np.nanpercentile(draws, [2.5, 97.5])
+    return cohens_d(a, b), float(low), float(high)
 
 
 def init_differences(results: pd.DataFrame, metric: str = "mae") -> pd.DataFrame:
@@ -224,12 +431,15 @@ def init_differences(results: pd.DataFrame, metric: str = "mae") -> pd.DataFrame
 
 
 def describe_difference(row: pd.Series, metric: str = "mae") -> str:
-    """One sentence for a ``paired_difference`` row, with its interval and verdict."""
+    """One sentence for a ``paired_difference`` or ``paired_bootstrap`` row, with its
+    interval and verdict (years for MAE/RMSE; AUC has no unit)."""
     size = f"{int(row['train_size'])} training subjects"
+    unit = "years " if metric in LOWER_IS_BETTER else ""
+    difference = f"{row['a']} minus {row['b']} is {row['difference']:+.2f} {unit}{metric.upper()}"
     if row["verdict"] == "too few seeds":
         return (
-            f"With {size}, {row['a']} minus {row['b']} is {row['difference']:+.2f} years "
-            f"{metric.upper()} from {int(row['n_pairs'])} seed(s): too few seeds for an interval."
+            f"With {size}, {difference} from {int(row['n_pairs'])} seed(s): too few seeds for "
+            "an interval."
         )
     verdict = (
         "the interval includes zero, so the difference is within noise"
@@ -243,8 +453,7 @@ def describe_difference(row: pd.Series, metric: str = "mae") -> str:
     if "detectable" in row and pd.notna(row["detectable"]):
         detectable = f" (this design detects differences of about {row['detectable']:.2f})"
     return (
-        f"With {size}, {row['a']} minus {row['b']} is {row['difference']:+.2f} years "
-        f"{metric.upper()} (95% CI {row['ci_low']:+.2f} to {row['ci_high']:+.2f}, "
+        f"With {size}, {difference} (95% CI {row['ci_low']:+.2f} to {row['ci_high']:+.2f}, "
         f"{over}); {verdict}{detectable}."
     )
 

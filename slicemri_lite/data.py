@@ -71,8 +71,12 @@ def cohort_cache_path(
     seed: int,
     scans_per_subject: int = 1,
     data_dir=None,
+    synthetic_config: dict | None = None,
 ) -> Path:
-    """Where ``open_cohort`` caches a named cohort: ``<data dir>/cohorts/<name and arguments>``."""
+    """Where ``open_cohort`` caches a named cohort: ``<data dir>/cohorts/<name and arguments>``.
+
+    Non-default ``synthetic_config`` values add ``-cfg<hash of the values>`` to the name.
+    """
     from slicemri_lite.env import data_dir as default_data_dir
 
     n = "all" if n_subjects is None else int(n_subjects)
@@ -83,7 +87,36 @@ def cohort_cache_path(
             if scans_per_subject != 1
             else f"-v{GENERATOR_VERSION}"
         )
+        if synthetic_config:
+            name += f"-cfg{_config_digest(synthetic_config)}"
     return default_data_dir(data_dir) / "cohorts" / name
+
+
+# --- AD enrichment (Chapter 6): generator options through open_cohort ------------------
+def _config_digest(values: dict) -> str:
+    """8 hex digits identifying a set of ``SyntheticConfig`` overrides."""
+    import hashlib
+    import json
+
+    text = json.dumps({k: float(v) for k, v in sorted(values.items())}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def _synthetic_config(values: dict | None) -> SyntheticConfig | None:
+    """``SyntheticConfig`` with ``values`` replacing its defaults; unknown names are refused."""
+    if not values:
+        return None
+    known = set(SyntheticConfig.__dataclass_fields__)
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(
+            f"'synthetic_config' names {unknown}, which SyntheticConfig does not have; "
+            f"it has {sorted(known)}."
+        )
+    return SyntheticConfig(**values)
+
+
+# ------------------------------------------------------------------------------------------
 
 
 def _build_once(build, path: Path) -> None:
@@ -112,6 +145,7 @@ def open_cohort(
     *,
     scans_per_subject: int = 1,
     progress: bool = True,
+    synthetic_config: dict | None = None,
 ) -> Cohort:
     """Open a cohort by name, building and caching it on first use.
 
@@ -125,6 +159,9 @@ def open_cohort(
         data_dir: where caches live (default ``$SLICEMRI_DATA``, else ``~/slicemri_data``).
         scans_per_subject: repeat scans per participant (synthetic only).
         progress: show a progress bar while building.
+        synthetic_config: ``SyntheticConfig`` values replacing the defaults (synthetic
+            only), e.g. ``{"age_min": 50.0, "ad_prevalence": 0.5}`` for a cohort enriched
+            in AD (Chapter 6); cached under its own name.
 
     Returns:
         The cohort, loaded from its cache (volumes memory-mapped, checksums verified).
@@ -137,13 +174,25 @@ def open_cohort(
                 f"{str(data)!r} was provided and is no folder."
             )
         return load_cohort(path)
-    path = cohort_cache_path(str(data), n_subjects, resolution, seed, scans_per_subject, data_dir)
+    if synthetic_config and data != "synthetic":
+        raise ValueError(
+            f"'synthetic_config' applies to data='synthetic' only; {data!r} was given."
+        )
+    config = _synthetic_config(synthetic_config)
+    path = cohort_cache_path(
+        str(data), n_subjects, resolution, seed, scans_per_subject, data_dir, synthetic_config
+    )
     if data == "synthetic":
         if n_subjects is None:
             raise ValueError("'n_subjects' is required for data='synthetic'; None was provided.")
         _build_once(
             lambda: synthetic_cohort(
-                n_subjects, seed, resolution, scans_per_subject=scans_per_subject, progress=progress
+                n_subjects,
+                seed,
+                resolution,
+                scans_per_subject=scans_per_subject,
+                config=config,
+                progress=progress,
             ),
             path,
         )

@@ -1,8 +1,9 @@
-"""The brain-age experiment grid: baselines, slice models, pretrained vs scratch, sample efficiency.
+"""The experiment grids: brain age (Chapter 4) and Alzheimer's disease (Chapter 6).
 
-Run it from the command line::
+Run them from the command line::
 
     python -m slicemri_lite.experiments brain-age --profile cpu --data synthetic --out results/cpu
+    python -m slicemri_lite.experiments ad --profile cpu --out results/cpu_ad
 
 It writes into ``--out``: ``results.csv`` (one row per run, columns ``COLUMNS``),
 ``predictions.csv`` (the test-set prediction of every run) and ``provenance.json``
@@ -16,6 +17,15 @@ or random initial weights, either frozen (only position, pooling and head learn,
 slice features computed once per cohort) or fine-tuned end to end; each at several
 training-set sizes and seeds. A run whose ImageNet weights can't be had offline is
 recorded as ``"skipped: weights unavailable offline"``, never run with other weights.
+
+The AD grid (``GRIDS["ad"]``) runs on a synthetic cohort enriched in AD
+(``AD_COHORT``): the age-only logistic regression, the voxel ridge, the 3D CNN and frozen
+EfficientNet-Lite0 slice models (ImageNet or random weights, position code on or off) on
+each slicing axis, so that the axis can be chosen on the validation AUC (``val_auc``);
+then the baselines and ImageNet slice models again under the age-matched design
+(``age_matched``: the CN younger than the youngest AD participant are left out of
+training and scoring). Its table adds ``age_matched`` after the run keys and ``val_auc``
+after the test metrics (``columns("ad")``).
 """
 
 from __future__ import annotations
@@ -35,18 +45,19 @@ import torch
 
 from slicemri_lite.atomic import write_csv_atomic, write_json_atomic
 from slicemri_lite.cohort import Cohort
-from slicemri_lite.compare import CONFIG_KEYS, summarize
+from slicemri_lite.compare import CONFIG_KEYS, ad_table, summarize
 from slicemri_lite.encoders import OfflineWeightsError
 from slicemri_lite.features import slice_features
-from slicemri_lite.metrics import run_metrics
+from slicemri_lite.metrics import AD_METRICS, run_metrics
 from slicemri_lite.profiles import Profile, get_profile
-from slicemri_lite.runs import NETWORKS, ModelConfig, RunSpec, run_config
+from slicemri_lite.runs import NETWORKS, ModelConfig, RunSpec, age_matched_rows, run_config
 from slicemri_lite.validation import check_choice
 
 __all__ = [
     "COLUMNS",
     "GRIDS",
     "ALL",
+    "AD_COHORT",
     "GridBlock",
     "Experiment",
     "ModelConfig",
@@ -63,7 +74,10 @@ __all__ = [
 ]
 
 RUN_KEYS = [*CONFIG_KEYS, "train_size", "seed"]
-METRICS = {"age": ["mae", "rmse", "r"], "ad": ["auc", "balanced_accuracy"]}
+METRICS = {"age": ["mae", "rmse", "r"], "ad": list(AD_METRICS)}
+# per task: design keys after the run keys, and validation scores after the test metrics
+TASK_KEYS = {"age": [], "ad": ["age_matched"]}
+VALIDATION = {"age": [], "ad": ["val_auc"]}
 DETAILS = [
     "status",
     "epochs",
@@ -80,8 +94,10 @@ PREDICTION_COLUMNS = ["participant_id", "age", "diagnosis", "predicted"]
 
 
 def columns(task: str = "age") -> list[str]:
-    """The results table's columns for a task: run keys, the task's metrics, details."""
-    return [*RUN_KEYS, *METRICS[check_choice("task", task, METRICS)], *DETAILS]
+    """The results table's columns for a task: run keys (and the task's design keys), the
+    task's test metrics (and validation scores), details."""
+    check_choice("task", task, METRICS)
+    return [*RUN_KEYS, *TASK_KEYS[task], *METRICS[task], *VALIDATION[task], *DETAILS]
 
 
 MEAN, RIDGE, CONV3D = ModelConfig("mean"), ModelConfig("ridge"), ModelConfig("conv3d")
@@ -109,7 +125,8 @@ class GridBlock:
     ``MAX_EPOCH_FACTOR`` times as many), so that every size gets about the same number of
     optimiser steps: otherwise a small training set would also mean a shorter training.
     Early stopping's patience (``PATIENCE`` epochs of the whole split) scales the same way.
-    ``batch_size`` replaces the profile's (``None``: the profile's).
+    ``batch_size`` replaces the profile's (``None``: the profile's). ``age_matched`` runs
+    the block under the age-matched design (AD grid; see ``runs.age_matched_rows``).
     """
 
     configs: tuple[ModelConfig, ...]
@@ -118,6 +135,7 @@ class GridBlock:
     epochs: int | None = None
     equal_steps: bool = True
     batch_size: int | None = None
+    age_matched: bool = False
 
 
 def _frozen(*encoders: str) -> tuple[ModelConfig, ...]:
@@ -191,6 +209,7 @@ class Grid:
     ``cohorts`` gives, per profile, the cohort's size and splits where they differ from the
     profile's: ``n_subjects``, ``resolution``, and ``val``/``test`` fractions (the cohort is
     then re-split by participant, ``Cohort.resplit``).
+    A synthetic cohort has at least ``min_subjects`` participants whatever the profile.
     """
 
     task: str
@@ -198,6 +217,7 @@ class Grid:
     help: str = ""
     cohort_options: dict = field(default_factory=dict)
     cohorts: dict[str, dict] = field(default_factory=dict)
+    min_subjects: int = 0
 
 
 # Every grid the command line runs; each chapter's grid is one entry, run by one runner.
@@ -215,6 +235,62 @@ GRIDS: dict[str, Grid] = {
         cohorts=FINETUNE_COHORTS,
     ),  # fmt: skip
 }
+
+
+# ----------------------------------------------------------------------------- the AD grid
+# Chapter 6. AD occurs only from age 60 in the synthetic cohort, about 15 % of a default
+# cohort: too few for a threshold or an AUC in a small validation or test split. The AD
+# grid's cohort is enriched: ages 50 to 90, half of the participants aged 60 or more
+# have AD (about 37 % AD overall), and at least 40 participants even at smoke.
+AD_COHORT = {"age_min": 50.0, "ad_prevalence": 0.5}
+AD_MIN_SUBJECTS = 40
+AGE_ONLY = ModelConfig("age_only")
+AXES = ("sagittal", "coronal", "axial")
+
+
+def _ad_slice_models(inits=("imagenet", "random"), positions=("learned", "none"), axes=AXES):
+    """Frozen Lite0 slice models: every axis, initial weights and position code."""
+    return tuple(ModelConfig("sliceset", LITE0, init, "frozen", axis, position)
+                 for axis in axes for init in inits for position in positions)  # fmt: skip
+
+
+def _ad_blocks(seeds: tuple[int, ...], conv3d: GridBlock, *extra: GridBlock) -> tuple:
+    """The unmatched grid (baselines, 3D CNN, slice models) and the age-matched one."""
+    matched = (AGE_ONLY, RIDGE, *_ad_slice_models(("imagenet",), ("learned",)))
+    return (
+        GridBlock((AGE_ONLY, RIDGE, *_ad_slice_models()), (ALL,), seeds),
+        conv3d,
+        *extra,
+        GridBlock(matched, (ALL,), seeds, age_matched=True),
+    )
+
+
+AD: dict[str, tuple[GridBlock, ...]] = {
+    "smoke": _ad_blocks((0, 1), GridBlock((CONV3D,), (ALL,), (0,), 1, equal_steps=False)),
+    # the 3D CNN costs about 0.6 CPU-seconds per volume and epoch at 4 mm: on every
+    # training subject, one seed and two epochs (a first look), two volumes per step
+    "cpu": _ad_blocks((0, 1, 2), GridBlock((CONV3D,), (ALL,), (0,), 2, batch_size=2)),
+    "gpu": _ad_blocks(
+        (0, 1, 2, 3, 4),
+        GridBlock((CONV3D,), (ALL,), (0, 1, 2, 3, 4)),
+        GridBlock(
+            tuple(
+                ModelConfig("sliceset", LITE0, init, "finetune", axis)
+                for axis in AXES
+                for init in ("imagenet", "random")
+            ),
+            (ALL,),
+            (0, 1, 2, 3, 4),
+        ),  # fmt: skip
+    ),
+}
+GRIDS["ad"] = Grid(
+    "ad",
+    AD,
+    "AD vs CN: age-only, ridge, 3D CNN, slice models per axis; unmatched and age-matched",
+    cohort_options={"synthetic_config": AD_COHORT},
+    min_subjects=AD_MIN_SUBJECTS,
+)
 
 
 def grid_configs(profile: str, name: str = "brain-age") -> list[ModelConfig]:
@@ -246,7 +322,15 @@ def grid_runs(name: str, profile: str, n_train: int, seed_offset: int = 0) -> li
             factor = min(MAX_EPOCH_FACTOR, n_train / size) if block.equal_steps else 1
             epochs, patience = math.ceil(base * factor), math.ceil(PATIENCE * factor)
             specs += [
-                RunSpec(config, size, seed + seed_offset, epochs, block.batch_size, patience)
+                RunSpec(
+                    config,
+                    size,
+                    seed + seed_offset,
+                    epochs,
+                    block.batch_size,
+                    patience,
+                    block.age_matched,
+                )  # fmt: skip
                 for config in block.configs
                 for seed in block.seeds
             ]
@@ -294,16 +378,20 @@ def describe_runs(specs: list[RunSpec], profile: Profile, cohort: Cohort) -> pd.
     return table.groupby(keys, sort=False)["seed"].nunique().rename("seeds").reset_index()
 
 
-def subset_rows(cohort: Cohort, size: int, seed: int) -> np.ndarray:
+def subset_rows(cohort: Cohort, size: int, seed: int, eligible=None) -> np.ndarray:
     """Row positions of ``size`` training subjects (chosen by ``seed``) and every val/test row.
 
-    For one seed the subsets are nested: the 25 subjects are among the 50.
+    For one seed the subsets are nested: the 25 subjects are among the 50. ``eligible``
+    (row positions, e.g. ``runs.age_matched_rows``) restricts every split to those rows.
     """
-    train = cohort.indices("train")
+    splits = [cohort.indices(s) for s in ("train", "val", "test")]
+    if eligible is not None:
+        splits = [np.intersect1d(rows, eligible) for rows in splits]
+    train = splits[0]
     if not 1 <= size <= len(train):
         raise ValueError(f"'size' must be between 1 and {len(train)}; {size} was provided.")
     chosen = np.random.default_rng(seed).permutation(train)[:size]
-    return np.sort(np.concatenate([chosen, cohort.indices("val"), cohort.indices("test")]))
+    return np.sort(np.concatenate([chosen, *splits[1:]]))
 
 
 def _release_memory() -> None:
@@ -380,7 +468,7 @@ class Experiment:
         """Test-set predictions: run keys, ``participant_id``, ``age``, ``diagnosis``,
         ``predicted`` (years, or AD probability / score)."""
         if not self.prediction_frames:
-            return pd.DataFrame(columns=[*RUN_KEYS, *PREDICTION_COLUMNS])
+            return pd.DataFrame(columns=[*RUN_KEYS, *TASK_KEYS[self.task], *PREDICTION_COLUMNS])
         return pd.concat(self.prediction_frames, ignore_index=True)
 
     def run(self, specs: list[RunSpec]) -> pd.DataFrame:
@@ -398,13 +486,32 @@ class Experiment:
                 )
         return self.results.iloc[start:].reset_index(drop=True)
 
+    def _design(self, spec: RunSpec) -> tuple[np.ndarray, dict]:
+        """The run's rows of the cohort and its identifying columns.
+
+        An age-matched run trains on the matched part of the training split (at most
+        ``train_size`` subjects; its ``train_size`` column says how many).
+        """
+        key = spec.key()
+        if "age_matched" not in TASK_KEYS[self.task]:
+            if spec.age_matched:
+                raise ValueError(f"age matching applies to task 'ad', not {self.task!r}.")
+            return subset_rows(self.cohort, spec.train_size, spec.seed), key
+        eligible = age_matched_rows(self.cohort) if spec.age_matched else None
+        if eligible is not None:
+            n_matched = len(np.intersect1d(self.cohort.indices("train"), eligible))
+            key["train_size"] = min(spec.train_size, n_matched)
+        key["age_matched"] = spec.age_matched
+        return subset_rows(self.cohort, key["train_size"], spec.seed, eligible), key
+
     def _run_one(self, spec: RunSpec) -> dict:
-        rows = subset_rows(self.cohort, spec.train_size, spec.seed)
+        rows, key = self._design(spec)
         cohort = self.cohort.subset(rows)
         tic = time.perf_counter()
         settings = spec.settings(self.profile)
         network = spec.config.model in NETWORKS
-        row = {**spec.key(), **dict.fromkeys(METRICS[self.task], float("nan"))}
+        scores = [*METRICS[self.task], *VALIDATION[self.task]]
+        row = {**key, **dict.fromkeys(scores, float("nan"))}
         row.update(epochs=settings.epochs if network else 0, best_epoch=float("nan"))
         row["batch_size"] = settings.batch_size if network else 0
         row.update(self._context)
@@ -416,10 +523,10 @@ class Experiment:
             row["status"] = "skipped: weights unavailable offline"
         else:
             targets = [cohort.targets(self.task, cohort.indices(s)) for s in ("val", "test")]
-            scores = run_metrics(self.task, targets[0], result.val, targets[1], result.test)
-            row.update({k: scores[k] for k in METRICS[self.task]}, status="ok")
+            found = run_metrics(self.task, targets[0], result.val, targets[1], result.test)
+            row.update({k: found[k] for k in scores}, status="ok")
             row["best_epoch"] = result.best_epoch
-            self._keep_predictions(spec, cohort.table.iloc[cohort.indices("test")], result.test)
+            self._keep_predictions(key, cohort.table.iloc[cohort.indices("test")], result.test)
         row["seconds"] = time.perf_counter() - tic
         _release_memory()
         self.rows.append(row)
@@ -435,14 +542,14 @@ class Experiment:
                                   device=self.profile.device)  # fmt: skip
         return features.subset(rows)
 
-    def _keep_predictions(self, spec: RunSpec, test: pd.DataFrame, predicted) -> None:
+    def _keep_predictions(self, key: dict, test: pd.DataFrame, predicted) -> None:
         columns = {
             "participant_id": test["participant_id"].to_numpy(),
             "age": test["age"].to_numpy(),
             "diagnosis": test["diagnosis"].to_numpy(),
             "predicted": np.asarray(predicted, dtype=float),
         }
-        self.prediction_frames.append(pd.DataFrame({**spec.key(), **columns}))
+        self.prediction_frames.append(pd.DataFrame({**key, **columns}))
 
     def _save(self) -> None:
         if self.out is not None:
@@ -461,6 +568,8 @@ def open_grid_cohort(name: str, profile: Profile, data: str = "synthetic", seed:
     grid = GRIDS[check_choice("grid", name, GRIDS)]
     size = {"n_subjects": profile.n_subjects, "resolution": profile.resolution}
     size.update(grid.cohorts.get(profile.name, {}))
+    if data == "synthetic":
+        size["n_subjects"] = max(size["n_subjects"], grid.min_subjects)
     splits = {k: size.pop(k) for k in ("val", "test") if k in size}
     options = grid.cohort_options if data == "synthetic" else {}
     cohort = open_cohort(data, seed=seed, progress=False, **size, **options)
@@ -541,7 +650,10 @@ def main(argv: list[str] | None = None) -> int:
     _write_provenance(out, argv, started, finished=False)
     experiment = run_grid(args.command, args.profile, args.data, out, args.seed)
     _write_provenance(out, argv, started, finished=True)
-    summary = summarize(experiment.results, METRICS[experiment.task][0])
+    if experiment.task == "ad":  # AUC with its interval over participants and seeds
+        summary = ad_table(experiment.results, experiment.predictions)
+    else:
+        summary = summarize(experiment.results, METRICS[experiment.task][0])
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     print(f"wrote results.csv, predictions.csv and provenance.json to {out}")
     return 0

@@ -4,6 +4,8 @@
 penalty choice on val) and returns its test predictions. Models:
 
 - ``"mean"``: the training mean; ``"ridge"``: ``VoxelRidge`` on ~8 mm blocks;
+- ``"age_only"`` (AD only): logistic regression on age alone, the bar an AD image model
+  must clear to show it sees more than age;
 - ``"probe"``: a linear probe, ``Ridge`` on the frozen encoder's slice features averaged
   over slices (penalty chosen on val, as for ``"ridge"``);
 - ``"sliceset"``: a ``SliceSetNet``; ``mode="frozen"`` trains position, pooling and head on
@@ -13,6 +15,10 @@ penalty choice on val) and returns its test predictions. Models:
 
 A config whose ``mode`` says frozen always trains frozen: it needs the features, and a
 frozen config without them is refused rather than fine-tuned.
+
+``slice_leakage`` is Chapter 6's demonstration of data leakage: a per-slice classifier
+(on ``slice_pixels``) scored with its slices split at random across participants, and
+split by participant.
 """
 
 from __future__ import annotations
@@ -23,8 +29,9 @@ import numpy as np
 import torch
 
 from slicemri_lite.baselines import MeanBaseline, Ridge, VoxelRidge
-from slicemri_lite.cohort import Cohort
+from slicemri_lite.cohort import SPLITS, Cohort
 from slicemri_lite.features import FeatureSpec, SliceFeatures
+from slicemri_lite.geometry import axis_index
 from slicemri_lite.models import Conv3DNet, SliceSetNet
 from slicemri_lite.profiles import Profile
 from slicemri_lite.recipes import Recipe, get_recipe, recipe_for_profile
@@ -38,12 +45,15 @@ __all__ = [
     "ModelConfig",
     "RunResult",
     "RunSpec",
+    "age_matched_rows",
     "run_config",
     "recipe_for",
     "run_label",
+    "slice_leakage",
+    "slice_pixels",
 ]
 
-MODELS = ("mean", "ridge", "probe", "conv3d", "sliceset")
+MODELS = ("mean", "ridge", "age_only", "probe", "conv3d", "sliceset")
 NETWORKS = ("conv3d", "sliceset")
 MODES = ("-", "frozen", "finetune")
 # A slice model's options beyond its encoder, with the book's defaults; a label names an
@@ -150,6 +160,8 @@ class RunSpec:
     epochs: int | None = None  # the most epochs to train; None: the profile's
     batch_size: int | None = None  # volumes per step; None: the profile's
     patience: int = 5  # epochs without a better validation loss before stopping
+    # AD grid: leave out CN younger than the youngest AD participant (``age_matched_rows``)
+    age_matched: bool = False
 
     def key(self) -> dict:
         """The run's identifying columns."""
@@ -203,6 +215,8 @@ def run_config(
     if config.model == "ridge":
         ridge = VoxelRidge(task).fit(cohort)
         return RunResult(ridge.predict(cohort, "val"), ridge.predict(cohort, "test"))
+    if config.model == "age_only":
+        return _run_age_only(cohort, task)
     if config.model == "probe":
         return _run_probe(cohort, features, task)
     torch.manual_seed(seed)
@@ -225,3 +239,119 @@ def _run_probe(cohort: Cohort, features: SliceFeatures, task: str) -> RunResult:
     y = {s: cohort.targets(task, cohort.indices(s)) for s in ("train", "val")}
     ridge = Ridge(task).fit(x["train"], y["train"], x["val"], y["val"])
     return RunResult(ridge.predict(x["val"]), ridge.predict(x["test"]))
+
+
+def _run_age_only(cohort: Cohort, task: str) -> RunResult:
+    """Logistic regression of AD on age (standardised on train): AD probabilities."""
+    from sklearn.linear_model import LogisticRegression
+
+    if task != "ad":
+        raise ValueError(f"'age_only' predicts AD from age; it has no meaning for task {task!r}.")
+    age = {s: cohort.table["age"].to_numpy(float)[cohort.indices(s)] for s in SPLITS}
+    mean, std = age["train"].mean(), age["train"].std() or 1.0
+    model = LogisticRegression().fit(
+        ((age["train"] - mean) / std)[:, None], cohort.targets("ad", cohort.indices("train"))
+    )
+    val, test = (
+        model.predict_proba(((age[s] - mean) / std)[:, None])[:, 1] for s in ("val", "test")
+    )
+    return RunResult(val, test)
+
+
+def age_matched_rows(cohort: Cohort) -> np.ndarray:
+    """Rows of everyone but the CN participants younger than the youngest AD participant.
+
+    The age-matched design of ClinicaDL: with AD only in older people, a classifier can
+    score well by recognising age; leaving the young CN out of training and scoring
+    removes that shortcut (the age-only baseline drops toward chance).
+    """
+    table = cohort.table
+    is_ad = table["diagnosis"].to_numpy() == "AD"
+    if not is_ad.any():
+        raise ValueError("age matching needs AD participants; the cohort has none.")
+    youngest = table["age"].to_numpy(float)[is_ad].min()
+    return np.flatnonzero(is_ad | (table["age"].to_numpy(float) >= youngest))
+
+
+def slice_pixels(cohort: Cohort, axis: str = "sagittal", pool: int = 2) -> np.ndarray:
+    """Every slice of every volume as a flat vector: ``(N, S, P)`` float32.
+
+    Slices are taken along ``axis`` and averaged over ``pool`` x ``pool`` voxel blocks in
+    their plane (edges padded), the input of a per-slice 2D classifier.
+    """
+    import torch.nn.functional as F
+
+    dim = 1 + axis_index(axis)
+    chunks = []
+    for start in range(0, len(cohort), 16):  # chunks keep a memory-mapped cohort on disk
+        block = torch.from_numpy(np.asarray(cohort.volumes[start : start + 16], np.float32))
+        block = block.movedim(dim, 1)  # (n, S, a, b)
+        n, n_slices = block.shape[:2]
+        pooled = F.avg_pool2d(block.reshape(n * n_slices, 1, *block.shape[2:]), pool,
+                              ceil_mode=True)  # fmt: skip
+        chunks.append(pooled.reshape(n, n_slices, -1).numpy())
+    return np.concatenate(chunks)
+
+
+def slice_leakage(
+    values: np.ndarray,
+    cohort: Cohort,
+    split: str = "participant",
+    seed: int = 0,
+    central: float = 0.5,
+) -> dict[str, float]:
+    """Train and score a per-slice AD classifier, with slices split by participant or not.
+
+    Every slice is one example, labelled with its participant's diagnosis; a logistic
+    regression reads its ``(E,)`` vector (``slice_pixels``, or frozen slice features).
+    Only the ``central`` share of slices along the axis is used (the outer ones hold
+    little brain).
+
+    Args:
+        values: ``(N, S, E)``, one row per cohort row.
+        cohort: the cohort (its train/val/test split and diagnoses).
+        split: ``"participant"``: train on the training participants' slices, test on the
+            test participants'; ``"slice"``: pool the slices of the train and test
+            participants and split *the slices* at random in the same proportion, so
+            slices of one person land on both sides (the leak).
+        seed: seeds the random slice split.
+        central: share of slices kept, centred on the middle slice.
+
+    Returns:
+        ``auc`` and ``accuracy`` (threshold 0.5) over test slices, ``n_train`` and ``n_test``
+        slices, and ``shared`` (share of test slices whose participant also has
+        slices in training).
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    check_choice("split", split, ("participant", "slice"))
+    values = np.asarray(values)
+    if values.ndim != 3 or len(values) != len(cohort):
+        raise ValueError(
+            f"'values' must be (N, S, E) with N = {len(cohort)} cohort rows; got {values.shape}."
+        )
+    n_slices = values.shape[1]
+    keep = max(1, round(central * n_slices))
+    start = (n_slices - keep) // 2
+    rows = {s: cohort.indices(s) for s in ("train", "test")}
+    people = np.concatenate([rows["train"], rows["test"]])
+    x = values[people, start : start + keep].reshape(len(people) * keep, -1)
+    y = np.repeat(cohort.targets("ad", people), keep)
+    owner = np.repeat(people, keep)
+    if split == "participant":
+        is_test = np.isin(owner, rows["test"])
+    else:
+        order = np.random.default_rng(seed).permutation(len(owner))
+        is_test = np.zeros(len(owner), bool)
+        is_test[order[: keep * len(rows["test"])]] = True
+    mean, std = x[~is_test].mean(0), x[~is_test].std(0) + 1e-3
+    model = LogisticRegression(max_iter=1000).fit((x[~is_test] - mean) / std, y[~is_test])
+    probability = model.predict_proba((x[is_test] - mean) / std)[:, 1]
+    return {
+        "auc": float(roc_auc_score(y[is_test], probability)),
+        "accuracy": float(((probability >= 0.5) == y[is_test]).mean()),
+        "n_train": int((~is_test).sum()),
+        "n_test": int(is_test.sum()),
+        "shared": float(np.isin(owner[is_test], owner[~is_test]).mean()),
+    }
