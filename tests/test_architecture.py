@@ -15,7 +15,7 @@ LAYERS = [
     {"encoders", "paper_checkpoint", "models", "saving"},
     {"features"},
     {"recipes", "train", "profiles"},
-    {"runs", "experiments", "compare"},
+    {"runs", "experiments", "compare", "positions"},
     {"viz", "bench", "cachedir"},
 ]
 
