@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 
 from slicemri_lite.cohort import Cohort
+from slicemri_lite.compare import run_label, summarize
 from slicemri_lite.features import SliceFeatures
 from slicemri_lite.geometry import AXES, axis_index
 from slicemri_lite.models import SliceSetNet
@@ -37,6 +38,7 @@ from slicemri_lite.validation import check_choice
 
 __all__ = [
     "AVERAGED",
+    "axis_table",
     "JOINED",
     "axis_ensemble",
     "effect_mass_per_slice",
@@ -55,6 +57,31 @@ __all__ = [
 AVERAGED = "axes averaged"  # the ``axis`` of the three-axis ensemble's prediction rows
 JOINED = "axes joined"  # the ``axis`` of one model over all three axes' slices
 _RUN = ["model", "encoder", "init", "mode", "position", "norm", "aggregation"]
+
+
+def axis_table(results: pd.DataFrame, metric: str = "mae") -> pd.DataFrame:
+    """The paper's layout: one row per configuration and training size, one column per axis.
+
+    Each cell is ``"mean [low, high]"`` of ``metric`` over seeds (95% t-interval; the mean
+    alone with one seed); models without slices (the 3D CNN) fill the ``"volume"`` column.
+    Rows are named by ``run_label`` without the axis.
+    """
+    summary = summarize(results, metric)
+    if summary.empty:
+        raise ValueError("'results' has no run with status 'ok'.")
+    options = [k for k in summary.columns if k in _RUN or k == "axis"]
+    rows = []
+    for record in summary.to_dict("records"):
+        config = {k: record[k] for k in options if k != "axis"}
+        column = record["axis"] if record["model"] == "sliceset" else "volume"
+        interval = "" if np.isnan(record["ci_low"]) else (
+            f" [{record['ci_low']:.2f}, {record['ci_high']:.2f}]")  # fmt: skip
+        rows.append({"configuration": run_label(**config), "train_size": record["train_size"],
+                     "column": column, "cell": f"{record[metric]:.2f}{interval}"})  # fmt: skip
+    table = pd.DataFrame(rows).pivot(index=["configuration", "train_size"], columns="column",
+                                     values="cell")  # fmt: skip
+    ordered = [c for c in (*AXES, "volume") if c in table.columns]
+    return table[ordered + [c for c in table.columns if c not in ordered]].fillna("")
 
 
 def _learned_positions(model: SliceSetNet) -> np.ndarray:

@@ -168,3 +168,22 @@ def test_slice_profile_volume_paints_each_slice_with_its_value():
 
 def test_seconds_per_volume_is_a_positive_time():
     assert 0 < positions.seconds_per_volume("resnet18", "axial", (20, 24, 20), 1, 1) < 30
+
+
+def test_axis_table_puts_axes_in_columns_and_the_3d_cnn_in_its_own():
+    rows = []
+    for axis, mae in (("sagittal", 4.0), ("coronal", 5.0), ("axial", 6.0)):
+        for seed in (0, 1):
+            rows.append({"model": "sliceset", "encoder": "e", "init": "imagenet",
+                         "mode": "frozen", "axis": axis, "position": "none", "norm": "paper",
+                         "aggregation": "mean", "train_size": 10, "seed": seed,
+                         "mae": mae + seed, "status": "ok"})  # fmt: skip
+    rows.append({**rows[0], "model": "conv3d", "encoder": "-", "init": "-", "mode": "-"})
+    rows.append({**rows[0], "seed": 2, "status": "skipped: weights unavailable offline"})
+    table = positions.axis_table(pd.DataFrame(rows))
+    assert list(table.columns) == ["sagittal", "coronal", "axial", "volume"]
+    cell = table.loc[("e imagenet frozen position=none", 10), "coronal"]
+    assert cell.startswith("5.50 [")
+    assert (
+        table.loc[("conv3d", 10), "volume"] == "4.00" and table.loc[("conv3d", 10), "axial"] == ""
+    )
