@@ -64,3 +64,9 @@ def test_the_slices_and_their_analysis_match_the_4mm_grid(nb):
         assert -1 <= glued_float(nb, name) <= 1
     for name in ("gain_vs_effect", "attention_vs_effect"):
         assert -1 <= glued_float(nb, name) <= 1
+
+
+def test_gain_and_attention_ranges_are_what_the_models_hold(nb):
+    assert 0 < glued_float(nb, "gain_min") <= glued_float(nb, "gain_max")
+    low, high = glued_float(nb, "attention_min"), glued_float(nb, "attention_max")
+    assert 0 < low <= glued_float(nb, "uniform_weight") <= high < 1
