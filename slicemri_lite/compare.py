@@ -43,7 +43,7 @@ __all__ = [
     "t_interval",
 ]
 
-CONFIG_KEYS = ["model", "encoder", "init", "mode", "axis", "position", "aggregation"]
+CONFIG_KEYS = ["model", "encoder", "init", "mode", "axis", "position", "norm", "aggregation"]
 
 
 def _config_keys(frame: pd.DataFrame) -> list[str]:

@@ -236,6 +236,104 @@ GRIDS: dict[str, Grid] = {
     ),  # fmt: skip
 }
 
+# ----------------------------------------------------------------------- the ablation grid
+# Chapter 5: slicing axis x position code (on: the paper's learned code and joint
+# LayerNorm; off: neither) for the paper's small CNN, random-init encoders and ImageNet
+# encoders, against the 3D CNN (the paper's Table 1 design, ``src/shell/isbi2023``); then
+# the book's variants on the sagittal axis: other position codes and norms, and pooling.
+ABLATION_AXES = ("sagittal", "coronal", "axial")
+
+
+def _axes_positions(encoder: str, init: str, mode: str, positions=("learned", "none")):
+    """One encoder on every axis, with and without the paper's position code."""
+    return tuple(ModelConfig("sliceset", encoder, init, mode, axis, position)
+                 for axis in ABLATION_AXES for position in positions)  # fmt: skip
+
+
+def _variants(encoder: str, init: str = "imagenet", mode: str = "frozen") -> tuple:
+    """Beyond the paper, sagittal: position kinds and norms, then max and attention pooling."""
+    slice_model = ("sliceset", encoder, init, mode, "sagittal")
+    return (
+        ModelConfig(*slice_model, "learned", "slice"),  # learned code, LayerNorm per slice
+        ModelConfig(*slice_model, "sinusoidal", "joint"),  # fixed code, the joint norm
+        ModelConfig(*slice_model, aggregation="max"),
+        ModelConfig(*slice_model, aggregation="attention"),
+    )
+
+
+PAPER_CNN = SCRATCH  # the paper's small CNN (its encoder1; it needs 2 mm slices)
+ABLATION: dict[str, tuple[GridBlock, ...]] = {
+    # CI: every path once, tiny: frozen Lite0 ImageNet on every axis with and without
+    # position (random weights on the sagittal axis), two seeds for intervals; the variants once; one epoch of the
+    # fine-tuned random ResNet-18 (the paper's no-pretraining row) and of the 3D CNN. The
+    # small CNN needs the 2 mm grid: gpu only.
+    "smoke": (
+        GridBlock(
+            (
+                *_axes_positions(LITE0, "imagenet", "frozen"),
+                *_axes_positions(LITE0, "random", "frozen")[:2],  # sagittal only
+            ),
+            (ALL,),
+            (0, 1),
+        ),
+        GridBlock(
+            (*_variants(LITE0), *_axes_positions("resnet18", "imagenet", "frozen")[:1]),
+            (ALL,),
+            (0,),
+        ),
+        GridBlock(
+            (*_axes_positions("resnet18", "random", "finetune", ("none",))[:1], CONV3D),
+            (8,),
+            (0,),
+            1,
+            equal_steps=False,
+        ),
+    ),
+    # Two CPU cores: frozen features at 4 mm, three seeds, every axis x position for Lite0
+    # ImageNet and random and ResNet-18 ImageNet (skipped offline), the variants; then the
+    # from-scratch cells (random ResNet-18 fine-tuned without position, the 3D CNN) on 25
+    # subjects for a few epochs, one seed: a kept run (results/), not the chapter's live one.
+    "cpu": (
+        GridBlock(
+            (
+                *_axes_positions(LITE0, "imagenet", "frozen"),
+                *_axes_positions(LITE0, "random", "frozen"),
+                *_axes_positions("resnet18", "imagenet", "frozen"),
+                *_variants(LITE0),
+            ),
+            (ALL,),
+            (0, 1, 2),
+        ),
+        GridBlock(
+            (*_axes_positions("resnet18", "random", "finetune", ("none",)), CONV3D),
+            (25,),
+            (0,),
+            6,
+            equal_steps=False,
+            batch_size=2,
+        ),
+    ),
+    # The paper's design at its scale (2 mm) on a GPU: the small CNN with and without
+    # position, ResNet-18 from scratch without and from ImageNet with position, fine-tuned,
+    # on every axis; frozen encoders and the variants; the 3D CNN; five seeds.
+    "gpu": (
+        GridBlock(
+            (
+                *_axes_positions(PAPER_CNN.encoder, PAPER_CNN.init, "finetune"),
+                *_axes_positions("resnet18", "random", "finetune", ("none",)),
+                *_axes_positions("resnet18", "imagenet", "finetune", ("learned",)),
+                *_axes_positions(LITE0, "imagenet", "frozen"),
+                *_axes_positions(LITE0, "random", "frozen"),
+                *_variants("resnet18", mode="finetune"),
+                CONV3D,
+            ),
+            (ALL,),
+            (0, 1, 2, 3, 4),
+        ),
+    ),
+}
+GRIDS["ablation"] = Grid("age", ABLATION, "slicing axes x position codes, norms and pooling")
+
 
 # ----------------------------------------------------------------------------- the AD grid
 # Chapter 6. AD occurs only from age 60 in the synthetic cohort, about 15 % of a default

@@ -154,10 +154,14 @@ def feature_standardisation(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-dimension mean and standard deviation ``(E,)`` over every slice of ``(n, S, E)``.
 
-    The standard deviation is floored at ``eps`` so that constant dimensions divide safely.
+    A dimension that is constant over the training slices (std below ``eps``; ImageNet
+    encoders have many that never fire on MRI) gets std 1, not ``eps``: it only has to be
+    centred, and dividing by ``eps`` would blow any value it takes on other volumes up a
+    million times (a model without a norm after the projection then predicts nonsense).
     """
     flat = features.reshape(-1, features.shape[-1]).double()  # (n * S, E)
-    mean, std = flat.mean(dim=0), flat.std(dim=0, correction=0).clamp_min(eps)
+    mean, std = flat.mean(dim=0), flat.std(dim=0, correction=0)
+    std = torch.where(std < eps, torch.ones_like(std), std)
     return mean.float(), std.float()
 
 

@@ -26,7 +26,7 @@ LAYERS = [
     {"encoders", "paper_checkpoint", "models", "saving"},
     {"features"},
     {"recipes", "train", "profiles"},
-    {"runs", "experiments", "compare"},
+    {"runs", "experiments", "compare", "positions"},
     {"viz", "bench", "cachedir", "interpret", "saliency_scores"},
 ]
 

@@ -1,0 +1,72 @@
+"""Chapter 5, position codes and slicing axes: executed at PROFILE="smoke", glued values checked."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from notebook_tools import glued, glued_float
+
+from slicemri_lite.experiments import grid_runs
+
+pytestmark = pytest.mark.notebooks
+
+STEM = "05_positions_and_axes"
+VERDICTS = ("within noise", "excludes zero", "not run")
+
+
+@pytest.fixture(scope="module")
+def nb(executed_chapter):
+    return executed_chapter(STEM)
+
+
+def _text(nb, name: str) -> str:
+    return str(glued(nb)[name]).strip("'\"")
+
+
+def test_the_whole_smoke_grid_runs_live(nb):
+    n_grid = glued_float(nb, "n_grid")
+    assert glued_float(nb, "n_live") == n_grid  # at smoke nothing waits for a kept run
+    assert n_grid == len(grid_runs("ablation", "smoke", int(glued_float(nb, "n_train"))))
+    assert "6 of them the paper's small CNN" in _text(nb, "later_text")  # 3 axes x position
+
+
+def test_each_verdict_follows_from_its_interval(nb):
+    names = ["position_sagittal", "coronal_vs_sagittal", "axial_vs_sagittal", "best_variant",
+             "ensemble_vs_best", "joined_vs_best", "shuffle_position"]  # fmt: skip
+    for name in names:
+        sentence = _text(nb, name)
+        assert any(v in sentence for v in VERDICTS), f"{name}: {sentence!r}"
+        found = re.search(r"95% CI ([+-][0-9.]+) to ([+-][0-9.]+)", sentence)
+        assert found, sentence
+        low, high = float(found[1]), float(found[2])
+        assert ("within noise" in sentence) == (low <= 0 <= high), sentence
+    assert "axes averaged minus" in _text(nb, "ensemble_vs_best")
+    assert "axes joined minus" in _text(nb, "joined_vs_best")
+    helped, hurt = glued_float(nb, "n_position_helped"), glued_float(nb, "n_position_hurt")
+    assert helped + hurt <= glued_float(nb, "n_position_pairs") >= 4
+
+
+def test_shuffling_moves_only_the_model_that_has_a_position_code(nb):
+    assert glued_float(nb, "shuffle_free_moved") < 1e-2
+    assert glued_float(nb, "shuffle_position_moved") > 1e-3
+
+
+def test_the_slices_and_their_analysis_match_the_4mm_grid(nb):
+    slices = [glued_float(nb, f"slices_{a}") for a in ("sagittal", "coronal", "axial")]
+    assert slices == [46, 55, 46] and glued_float(nb, "n_all_slices") == sum(slices)
+    assert all(glued_float(nb, f"seconds_{a}") > 0 for a in ("sagittal", "coronal", "axial"))
+    for axis in ("sagittal", "coronal", "axial"):  # a fifth of the slices holds over a fifth
+        assert 0.2 <= glued_float(nb, f"top_{axis}") <= 1.0
+    for name in ("pc1_r", "pc2_r"):
+        assert 0 <= glued_float(nb, name) <= 1
+    for name in ("near_trained", "near_init", "far_trained", "far_init"):
+        assert -1 <= glued_float(nb, name) <= 1
+    for name in ("gain_vs_effect", "attention_vs_effect"):
+        assert -1 <= glued_float(nb, name) <= 1
+
+
+def test_gain_and_attention_ranges_are_what_the_models_hold(nb):
+    assert 0 < glued_float(nb, "gain_min") <= glued_float(nb, "gain_max")
+    low, high = glued_float(nb, "attention_min"), glued_float(nb, "attention_max")
+    assert 0 < low <= glued_float(nb, "uniform_weight") <= high < 1
