@@ -50,6 +50,7 @@ __all__ = [
     "orientation_codes",
     "take_slice",
     "slice_counts",
+    "slice_mass",
 ]
 
 AXES: dict[str, int] = {"sagittal": 0, "coronal": 1, "axial": 2}
@@ -209,3 +210,30 @@ def slice_counts(shape: Sequence[int]) -> dict[str, int]:
     if len(shape) != 3:
         raise ValueError(f"'shape' must be (X, Y, Z); {tuple(shape)} was provided.")
     return {name: int(shape[dim]) for name, dim in AXES.items()}
+
+
+def slice_mass(volume, axis: str, normalise: bool = False, mask=None) -> np.ndarray:
+    """``|volume|`` summed over each slice along ``axis``: ``(X, Y, Z) -> (S,)``, or
+    ``(n, X, Y, Z) -> (n, S)``.
+
+    Args:
+        volume: an effect map, an attribution, a brain mask...
+        axis: "sagittal", "coronal" or "axial".
+        normalise: divide each row by its total (shares that sum to 1).
+        mask: optional ``(X, Y, Z)`` bool; only voxels inside count.
+    """
+    volume = np.abs(np.asarray(volume, dtype=np.float64))
+    if volume.ndim not in (3, 4):
+        raise ValueError(
+            f"'volume' must be (X, Y, Z) or (n, X, Y, Z); {volume.shape} was provided."
+        )
+    if mask is not None:
+        volume = volume * np.asarray(mask, dtype=bool)
+    keep = volume.ndim - 3 + axis_index(axis)
+    mass = volume.sum(axis=tuple(d for d in range(volume.ndim - 3, volume.ndim) if d != keep))
+    if normalise:
+        total = mass.sum(axis=-1, keepdims=True)
+        if (total <= 0).any():
+            raise ValueError("the volume is zero everywhere (inside the mask): no shares to take.")
+        mass = mass / total
+    return mass

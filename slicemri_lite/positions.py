@@ -10,7 +10,7 @@ Chapter 5's analysis, on top of the ablation grid (``experiments.GRIDS["ablation
 - combining the three slicing axes: ``axis_ensemble`` averages the three axes'
   predictions; ``joined_axes_features`` and ``joined_axes_model`` make one slice set of
   all three axes' slices (with one position code over all of them) for one model;
-- where the age information sits: ``effect_mass_per_slice`` (a ground-truth effect map's
+- where the age information sits: ``geometry.slice_mass`` (a ground-truth effect map's
   share in each slice) and ``slice_profile_volume`` (a per-slice profile painted back
   into the volume, to overlay on a brain);
 - ``seconds_per_volume``: what each axis costs an encoder.
@@ -41,7 +41,6 @@ __all__ = [
     "axis_table",
     "JOINED",
     "axis_ensemble",
-    "effect_mass_per_slice",
     "joined_axes_features",
     "joined_axes_model",
     "order_control",
@@ -223,29 +222,6 @@ def joined_axes_model(config: ModelConfig, volume_shape) -> SliceSetNet:
         raise ValueError(f"'config.axis' must be 'sagittal'; {config.axis!r} was provided.")
     x, y, z = (int(n) for n in volume_shape)
     return config.build((x + y + z, y, z))  # sagittal: one slice per first-axis entry
-
-
-def effect_mass_per_slice(effect, axis: str, mask=None) -> np.ndarray:
-    """Each slice's share of a ground-truth effect map's total absolute effect, ``(S,)``.
-
-    Args:
-        effect: ``(X, Y, Z)`` map, e.g. ``cohort.effects["age"]``.
-        axis: ``"sagittal"``, ``"coronal"`` or ``"axial"``.
-        mask: optional ``(X, Y, Z)`` boolean; only voxels inside count.
-
-    Returns:
-        Non-negative shares that sum to 1 (slice ``s`` along ``axis``).
-    """
-    check_choice("axis", axis, AXES)
-    weight = np.abs(np.asarray(effect, dtype=np.float64))
-    if mask is not None:
-        weight = weight * np.asarray(mask, dtype=bool)
-    dim = axis_index(axis)
-    per_slice = weight.sum(axis=tuple(d for d in range(3) if d != dim))
-    total = per_slice.sum()
-    if total <= 0:
-        raise ValueError("the effect map is zero everywhere (inside the mask).")
-    return per_slice / total
 
 
 def slice_profile_volume(profile, axis: str, shape, mask=None) -> np.ndarray:

@@ -136,7 +136,8 @@ class ModelConfig:
         if self.position in ("learned", "none") and self.norm == "paper":
             return model
         # a variant of the paper's model: another position code or norm, all else the same
-        return SliceSetNet(**{**model.config, "position": self.position, "norm": self.norm})
+        norm = self.norm if self.norm != "paper" else "joint"  # the paper's norm, any code
+        return SliceSetNet(**{**model.config, "position": self.position, "norm": norm})
 
 
 @dataclass

@@ -22,7 +22,9 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
-from slicemri_lite.geometry import axis_index
+from slicemri_lite.geometry import (
+    slice_mass,  # noqa: F401 (part of this module's API)
+)
 
 __all__ = [
     "MASK_QUANTILE",
@@ -217,23 +219,6 @@ def map_similarity(a: np.ndarray, b: np.ndarray, brain: np.ndarray) -> np.ndarra
     ranks_a = np.stack([rankdata(np.abs(m[brain])) for m in a])
     ranks_b = np.stack([rankdata(np.abs(m[brain])) for m in b])
     return slice_correlations(ranks_a, ranks_b)
-
-
-def slice_mass(volume: np.ndarray, axis: str, normalise: bool = False) -> np.ndarray:
-    """``|volume|`` summed over each slice along ``axis``: ``(X, Y, Z) -> (S,)``, or
-    ``(n, X, Y, Z) -> (n, S)``; with ``normalise`` each row sums to 1.
-    """
-    volume = np.abs(np.asarray(volume, dtype=np.float64))
-    if volume.ndim not in (3, 4):
-        raise ValueError(
-            f"'volume' must be (X, Y, Z) or (n, X, Y, Z); {volume.shape} was provided."
-        )
-    keep = volume.ndim - 3 + axis_index(axis)
-    others = tuple(d for d in range(volume.ndim - 3, volume.ndim) if d != keep)
-    mass = volume.sum(axis=others)
-    if normalise:
-        mass = mass / mass.sum(axis=-1, keepdims=True)
-    return mass
 
 
 def slice_correlations(weights: np.ndarray, mass: np.ndarray) -> np.ndarray:

@@ -10,6 +10,7 @@ from torch import nn
 
 from slicemri_lite import positions
 from slicemri_lite.features import SliceFeatures
+from slicemri_lite.geometry import slice_mass
 from slicemri_lite.models import SliceSetNet
 from slicemri_lite.runs import ModelConfig
 
@@ -146,16 +147,16 @@ def test_effect_mass_per_slice_finds_the_effect_and_respects_the_mask():
     effect = np.zeros(SHAPE)
     effect[4, 2, 1] = -3.0  # a negative effect counts by its size
     effect[1, 5, 3] = 1.0
-    sagittal = positions.effect_mass_per_slice(effect, "sagittal")
+    sagittal = slice_mass(effect, "sagittal", normalise=True)
     assert sagittal.shape == (6,) and sagittal.sum() == pytest.approx(1.0)
     assert sagittal[4] == pytest.approx(0.75) and sagittal[1] == pytest.approx(0.25)
-    axial = positions.effect_mass_per_slice(effect, "axial")
+    axial = slice_mass(effect, "axial", normalise=True)
     assert axial.shape == (5,) and axial[1] == pytest.approx(0.75)
     mask = np.ones(SHAPE, bool)
     mask[4] = False
-    assert positions.effect_mass_per_slice(effect, "sagittal", mask)[1] == pytest.approx(1.0)
+    assert slice_mass(effect, "sagittal", normalise=True, mask=mask)[1] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="'axis' must be one of"):
-        positions.effect_mass_per_slice(effect, "oblique")
+        slice_mass(effect, "oblique", normalise=True)
 
 
 def test_slice_profile_volume_paints_each_slice_with_its_value():
