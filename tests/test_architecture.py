@@ -9,10 +9,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "slicemri_lite"
 
 # ARCHITECTURE.md's layers, top (imported by everything) to bottom (imports the rest).
 LAYERS = [
-    {"validation", "atomic", "env", "geometry"},
-    {"cohort", "splits", "anatomy", "synthetic", "nifti", "oasis", "data"},
+    {"validation", "atomic", "env", "geometry", "distributed"},
+    {"cohort", "splits", "anatomy", "synthetic", "nifti", "oasis", "data", "streaming"},
     {"metrics", "baselines"},
-    {"encoders", "models"},
+    {"encoders", "models", "slice_chunks"},
     {"features"},
     {"train", "profiles"},
     {"runs", "experiments", "compare"},

@@ -16,7 +16,9 @@ def _grads(module, x):
     module.zero_grad(set_to_none=True)
     out = module(x)
     out.square().sum().backward()
-    return out.detach(), {n: p.grad.clone() for n, p in module.named_parameters() if p.grad is not None}
+    return out.detach(), {
+        n: p.grad.clone() for n, p in module.named_parameters() if p.grad is not None
+    }
 
 
 def test_chunked_resnet_with_frozen_batch_norm_gives_the_same_outputs_and_gradients():
