@@ -14,12 +14,13 @@ TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 endif
 PROFILE ?= auto
 
-.PHONY: help env data book test test-fast lint format strip clean
+.PHONY: help env data book test test-fast gpu-check lint format strip clean
 
 help:
 	@echo "make book       set up .venv, build the synthetic data, execute every chapter, render _build/html"
 	@echo "make test       set up .venv, run unit tests, every chapter at PROFILE=smoke, and a strict book build"
 	@echo "make test-fast  unit tests only (no chapters, no slow tests)"
+	@echo "make gpu-check  on a CUDA machine: the GPU tests, then the bench -> results/bench_gpu.json (< 5 min)"
 	@echo "make lint       ruff check + format check;  make format  to fix"
 	@echo "make strip      clear outputs from book/*.ipynb before committing"
 
@@ -47,6 +48,14 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not notebooks and not slow"
+
+# Before a release, on one CUDA GPU: what the CPU tests cannot reach (bf16 autocast,
+# channels_last, torch.compile, pinned non-blocking copies), then the 2 mm bench.
+gpu-check: $(STAMP)
+	$(BIN)/python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'gpu-check needs a CUDA GPU; none is visible to torch.')"
+	$(BIN)/python -m pytest -m gpu -rs -q
+	$(BIN)/python -m slicemri_lite.bench --device cuda --resolution 2 --compare paper \
+		--batch-size 8 --steps 5 --warmup 2 --out results/bench_gpu.json
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

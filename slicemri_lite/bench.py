@@ -56,6 +56,7 @@ __all__ = [
     "OPTIONS",
     "PaperStyleForward",
     "PeakMemory",
+    "bench_table",
     "benchmark",
     "encoder_flops",
     "main",
@@ -575,6 +576,46 @@ def _ratios(r: dict, compare, dev) -> dict:
         found["goals"].update(train_e2e_over_paper=e2e, train_e2e_goal=GOAL_E2E_OVER_PAPER,
                               train_e2e_met=e2e >= GOAL_E2E_OVER_PAPER)  # fmt: skip
     return found
+
+
+CANDIDATES = {
+    "paper_e2e": "paper-style, end to end",
+    "e2e": "ours, end to end (cohort resident)",
+    "e2e_streamed": "ours, end to end (cohort streamed)",
+    "paper_model": "paper-style, model only",
+    "model": "ours, model only",
+    "option_bf16": "ours + bf16 autocast",
+    "option_channels_last": "ours + channels_last",
+    "option_compile": "ours + torch.compile",
+    "option_chunk": "ours + checkpointed slice chunks",
+    "encoder": "bare encoder on the same slices",
+}
+
+
+def bench_table(result: dict):
+    """The bench as a table: one row per candidate measured, in ``CANDIDATES`` order.
+
+    Columns: ``candidate``, ``train_volumes_per_s``, ``inference_volumes_per_s`` (NaN where
+    not measured), ``train_peak_mib``, ``train_vs_paper`` (end-to-end rows against the
+    paper-style end to end, the rest against its model only) and ``train_vs_encoder``.
+    """
+    import pandas as pd
+
+    rows = []
+    for key, label in CANDIDATES.items():
+        train = result.get(f"train_{key}_volumes_per_s")
+        if train is None:
+            continue
+        paper = "paper_e2e" if "e2e" in key else "paper_model"
+        rows.append({
+            "candidate": label,
+            "train_volumes_per_s": train,
+            "inference_volumes_per_s": result.get(f"inference_{key}_volumes_per_s", float("nan")),
+            "train_peak_mib": result[f"train_{key}_peak_mib"],
+            "train_vs_paper": train / result.get(f"train_{paper}_volumes_per_s", float("nan")),
+            "train_vs_encoder": train / result["train_encoder_volumes_per_s"],
+        })  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 def main(argv: list[str] | None = None) -> dict:
