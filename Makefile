@@ -14,15 +14,23 @@ TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 endif
 PROFILE ?= auto
 
-.PHONY: help env data book test test-fast gpu-check lint format strip clean
+.PHONY: help env data book check-book browser test test-fast lint format strip \
+	student instructor gpu-check clean
+
+# The browser check drives the system's Chromium; root installs it, others via sudo.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+CHROMIUM = $(shell command -v chromium || command -v chromium-browser)
 
 help:
 	@echo "make book       set up .venv, build the synthetic data, execute every chapter, render _build/html"
-	@echo "make test       set up .venv, run unit tests, every chapter at PROFILE=smoke, and a strict book build"
+	@echo "make test       set up .venv, lint, run unit tests, every chapter at PROFILE=smoke, and a strict book build"
 	@echo "make test-fast  unit tests only (no chapters, no slow tests)"
 	@echo "make gpu-check  on a CUDA machine: the GPU tests, then the bench -> results/bench_gpu.json (< 5 min)"
 	@echo "make lint       ruff check + format check;  make format  to fix"
 	@echo "make strip      clear outputs from book/*.ipynb before committing"
+	@echo "make check-book check _build/html: raw markup, errors, images; every page in Chromium"
+	@echo "make student    student notebooks (solutions replaced by stubs) in _build/student"
+	@echo "make instructor instructor notebooks (solutions kept) in _build/instructor"
 
 env: $(STAMP)
 
@@ -37,17 +45,42 @@ data: $(STAMP)
 	$(BIN)/python data_scripts/make_synthetic.py --profile $(PROFILE)
 
 book: data
+	$(BIN)/python tools/timings.py --write
 	rm -rf _build/html
 	$(BIN)/jupyter-book build --all .
+	$(BIN)/python tools/pin_install.py _build/html/_sources
+	$(BIN)/python tools/check_pages.py _build/html
 	@echo
 	@echo "The book is in _build/html. View it with:"
 	@echo "    $(BIN)/python -m http.server -d _build/html 8000   # then open http://localhost:8000"
 
-test: $(STAMP)
+check-book: $(STAMP) browser
+	$(BIN)/python tools/check_pages.py _build/html
+	$(BIN)/python tools/check_browser.py _build/html --screenshots _build/screenshots
+
+# Debian's chromium for the browser check (tests/test_browser.py); installed when missing.
+browser:
+	@if [ -z "$(CHROMIUM)" ]; then \
+		echo "installing chromium for the browser check"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; \
+	fi
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
+		echo "chromium could not be installed; the browser check needs it:"; \
+		echo "install Debian's chromium package (apt-get install chromium) and rerun."; \
+		exit 1; }
+
+test: $(STAMP) browser lint
 	$(BIN)/python -m pytest
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) browser
 	$(BIN)/python -m pytest -m "not notebooks and not slow"
+
+student: $(STAMP)
+	$(BIN)/python tools/editions.py student
+
+instructor: $(STAMP)
+	$(BIN)/python tools/editions.py instructor
 
 # Before a release, on one CUDA GPU: what the CPU tests cannot reach (bf16 autocast,
 # channels_last, torch.compile, pinned non-blocking copies), then the 2 mm bench.

@@ -4,9 +4,10 @@ Two ways to call it:
 
 - ``python data_scripts/make_synthetic.py --n 400 --resolution 2 --seed 0 --out DIR`` writes a
   cohort cache folder ``DIR`` (which must not exist yet);
-- ``python data_scripts/make_synthetic.py --profile cpu`` builds the cohort that the book's
-  chapters open at that profile into the shared data directory (``$SLICEMRI_DATA``, else
-  ``~/slicemri_data``), or does nothing when it is already there. ``make book`` runs this.
+- ``python data_scripts/make_synthetic.py --profile cpu`` builds the cohorts that the
+  book's chapters open at that profile, and the frozen slice features their experiment
+  grids read, into the shared data directory (``$SLICEMRI_DATA``, else
+  ``~/slicemri_data``); what is already there is reused. ``make book`` runs this.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import time
 
 from slicemri_lite.data import open_cohort, synthetic_cohort
+from slicemri_lite.experiments import GRIDS, prepare_grid_data
 from slicemri_lite.profiles import PROFILES, get_profile
 
 
@@ -53,6 +55,9 @@ def main(argv: list[str] | None = None) -> None:
             seed=args.seed,
         )
         print(f"profile {profile.name}: {cohort} ready ({time.perf_counter() - start:.1f} s)")
+        for name in GRIDS:
+            for line in prepare_grid_data(name, profile.name, seed=args.seed):
+                print(f"{line} ({time.perf_counter() - start:.1f} s)", flush=True)
         return
     if args.n is None or args.out is None:
         parser.error("give --profile, or both --n and --out")

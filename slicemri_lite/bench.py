@@ -29,6 +29,7 @@ Weights are random (speed does not depend on them), so nothing is downloaded.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -48,7 +49,7 @@ from torch import nn
 from slicemri_lite.atomic import write_text_atomic
 from slicemri_lite.env import package_versions
 from slicemri_lite.geometry import axis_index
-from slicemri_lite.models import SliceSetNet
+from slicemri_lite.models import SliceSetNet, zscore_volumes
 from slicemri_lite.slice_chunks import ChunkedForward, freeze_batch_norm
 from slicemri_lite.streaming import ResidentVolumes, StreamedVolumes, index_batches
 
@@ -83,27 +84,34 @@ class PaperStyleForward(nn.Module):
     Slices are gathered one by one (``[x[:, :, i] for i in range(S)]``) and concatenated;
     the encoder's output is split back into one ``(B, E)`` block per slice, and each block
     is projected and given its position before the blocks are concatenated again. For a
-    ``SliceSetNet`` with learned positions the output equals ``model(x)``.
+    ``SliceSetNet`` (``SliceSetNet.paper`` or the general form) with learned or no
+    positions, the output equals ``model(x)``.
     """
 
     def __init__(self, model: SliceSetNet):
         super().__init__()
-        if getattr(model, "position", None) != "learned":
+        if getattr(model, "position", None) not in ("learned", "none"):
             raise ValueError(
-                "the paper-style reference needs a SliceSetNet with position='learned'."
+                "the paper-style reference needs a SliceSetNet with position='learned' or "
+                f"'none'; {getattr(model, 'position', None)!r} was provided."
             )
         self.model = model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         m = self.model
+        m._check_input(x)
+        if getattr(m, "input_norm", "none") == "zscore":
+            x = zscore_volumes(x)
         dim = 2 + axis_index(m.axis)
         slices = torch.cat([x.select(dim, i) for i in range(m.n_slices)], dim=0)  # (S*B, 1, H, W)
         features = m.encoder(slices).split(x.shape[0])  # S blocks of (B, E)
-        positions = m.position_embedding.weight
-        tokens = torch.cat(
-            [(m.project(f) + positions[i])[:, None] for i, f in enumerate(features)], dim=1
-        )  # (B, S, D)
-        tokens = m.norm(tokens)
+        coded = [m.project(f) for f in features]  # S blocks of (B, D)
+        if m.position == "learned":
+            positions = m.position_embedding.weight
+            coded = [c + positions[i] for i, c in enumerate(coded)]
+        tokens = m.norm(torch.cat([c[:, None] for c in coded], dim=1))  # (B, S, D)
+        if getattr(m, "post_project", None) is not None:
+            tokens = m.post_project(tokens)
         pooled = {"mean": lambda t: t.mean(1), "max": lambda t: t.amax(1)}.get(
             m.aggregation, m.pool
         )(tokens)
@@ -384,8 +392,9 @@ def _bench_volumes(resolution: int, n: int, folder: Path) -> np.ndarray:
 
 
 def _build(encoder: str, shape, axis: str, device: torch.device) -> SliceSetNet:
+    """The paper's slice model (``SliceSetNet.paper``) with random weights."""
     torch.manual_seed(0)
-    model = SliceSetNet(encoder, pretrained=False, axis=axis, volume_shape=shape)
+    model = SliceSetNet.paper(encoder, pretrained=False, axis=axis, volume_shape=shape)
     return model.to(device)
 
 
@@ -395,9 +404,8 @@ def _option_modules(model, device, options, chunk, x):
     if "bf16" in options:
         found["bf16"] = (model, True)
     if "channels_last" in options:
-        twin = _build(model.encoder_name, model.volume_shape, model.axis, device)
-        twin.load_state_dict(model.state_dict())
-        found["channels_last"] = (_ChannelsLast(twin.to(memory_format=torch.channels_last)), False)
+        twin = copy.deepcopy(model).to(memory_format=torch.channels_last)
+        found["channels_last"] = (_ChannelsLast(twin), False)
     if "compile" in options:
         found["compile"] = (torch.compile(model, dynamic=False), False)
     if "chunk" in options:

@@ -107,6 +107,19 @@ class Cohort:
             meta={k: v for k, v in self.meta.items() if k != "volumes_sha256"},
         )
 
+    def resplit(self, val: float = 0.15, test: float = 0.15, seed: int = 0) -> Cohort:
+        """The same volumes with new participant-level splits (``split_subjects``).
+
+        For designs that need another balance than the cohort's own, e.g. a large test
+        split for statistical power with a small training set. The volumes are shared, so
+        cached slice features (keyed by the volumes' content) stay valid.
+        """
+        from slicemri_lite.splits import split_subjects
+
+        table = split_subjects(self.table.drop(columns="split"), val=val, test=test, seed=seed)
+        meta = {**self.meta, "splits": {"val": val, "test": test, "seed": seed}}
+        return Cohort(self.volumes, table, self.affine, self.effects, meta)
+
     def save(self, path: str | os.PathLike, overwrite: bool = False):
         """Write the cohort cache to the directory ``path`` atomically; returns the path.
 

@@ -236,10 +236,16 @@ def describe_difference(row: pd.Series, metric: str = "mae") -> str:
         if row["verdict"] == "within noise"
         else f"the interval excludes zero: {row['verdict']}"
     )
+    over = f"{int(row['n_pairs'])} seeds"
+    if "n_participants" in row and pd.notna(row["n_participants"]):  # paired_bootstrap
+        over += f" x {int(row['n_participants'])} test participants"
+    detectable = ""
+    if "detectable" in row and pd.notna(row["detectable"]):
+        detectable = f" (this design detects differences of about {row['detectable']:.2f})"
     return (
         f"With {size}, {row['a']} minus {row['b']} is {row['difference']:+.2f} years "
         f"{metric.upper()} (95% CI {row['ci_low']:+.2f} to {row['ci_high']:+.2f}, "
-        f"{int(row['n_pairs'])} seeds); {verdict}."
+        f"{over}); {verdict}{detectable}."
     )
 
 

@@ -13,6 +13,13 @@ ImageNet weights:
 - ``"resnet18"``, ``"resnet34"``, ``"resnet50"``: torchvision files in the torch hub cache;
   downloaded once when missing, otherwise a clear error (never random weights in silence).
 - ``"timm:<name>"``: any timm model, with timm's own (online) weights.
+
+Two small CNNs train from scratch: ``"scratch"`` (the book's :class:`ScratchEncoder`) and
+``"encoder1"`` (:class:`Encoder1`, the paper's own small CNN exactly, named as in its code).
+
+With ``imagenet_norm=False`` the first convolution is folded without any normalisation:
+the result equals feeding the slice repeated over three channels as it is, which is what
+the paper does with its z-scored volumes.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ __all__ = [
     "ENCODERS",
     "FoldedInputConv",
     "ScratchEncoder",
+    "Encoder1",
     "OfflineWeightsError",
     "build_encoder",
     "imagenet_classifier",
@@ -41,7 +49,15 @@ __all__ = [
     "efficientnet_lite0_state_dict",
 ]
 
-ENCODERS = ("scratch", "resnet18", "resnet34", "resnet50", "efficientnet_lite0", "timm:<name>")
+ENCODERS = (
+    "scratch",
+    "encoder1",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "efficientnet_lite0",
+    "timm:<name>",
+)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 LITE0_MEAN = (0.5, 0.5, 0.5)  # EfficientNet-Lite was trained on inputs scaled to [-1, 1]
@@ -79,7 +95,8 @@ class FoldedInputConv(nn.Module):
 
     Args:
         conv: the pretrained ``Conv2d`` (or subclass, e.g. timm's ``Conv2dSame``) with 3 inputs.
-        mean, std: the per-channel input normalisation the weights were trained with.
+        mean, std: the per-channel input normalisation the weights were trained with
+            (zeros and ones: the slice is repeated over three channels as it is).
     """
 
     def __init__(self, conv: nn.Conv2d, mean: tuple[float, ...], std: tuple[float, ...]):
@@ -92,6 +109,7 @@ class FoldedInputConv(nn.Module):
         weight = conv.weight.detach()  # (O, 3, k, k)
         mean_t = torch.tensor(mean, dtype=weight.dtype).view(1, 3, 1, 1)
         std_t = torch.tensor(std, dtype=weight.dtype).view(1, 3, 1, 1)
+        self.mean, self.std = tuple(float(m) for m in mean), tuple(float(v) for v in std)
         self.conv = copy.deepcopy(conv)
         self.conv.in_channels = 1
         self.conv.weight = nn.Parameter((weight / std_t).sum(1, keepdim=True))  # (O, 1, k, k)
@@ -100,12 +118,27 @@ class FoldedInputConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, 1, H, W)`` -> ``(N, O, H', W')``."""
         out = self.conv(x)
+        if not any(self.mean):  # no mean to subtract: the offset is exactly zero
+            return out
         ones = x.new_ones((1, 1, *x.shape[-2:]))
         params = {"weight": self.offset_weight.to(x.dtype)}
         if self.conv.bias is not None:
             params["bias"] = torch.zeros_like(self.conv.bias)
         offset = functional_call(self.conv, params, (ones,))  # (1, O, H', W')
         return out - offset.to(out.dtype)
+
+    @torch.no_grad()
+    def load_rgb_weight(self, weight: torch.Tensor) -> None:
+        """Fold a 3-channel weight ``(O, 3, k, k)`` (e.g. from a checkpoint) into this layer."""
+        expected = (self.conv.out_channels, 3, *self.conv.kernel_size)
+        if tuple(weight.shape) != expected:
+            raise ValueError(
+                f"'weight' must have shape {expected}; {tuple(weight.shape)} was provided."
+            )
+        mean = torch.tensor(self.mean, dtype=weight.dtype).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, dtype=weight.dtype).view(1, 3, 1, 1)
+        self.conv.weight.copy_((weight / std).sum(1, keepdim=True))
+        self.offset_weight.copy_((weight * mean / std).sum(1, keepdim=True))
 
 
 def fold_first_conv(model: nn.Module, attribute: str, mean, std) -> None:
@@ -157,6 +190,68 @@ class ScratchEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, 1, H, W)`` -> ``(N, out_dim)``."""
         return self.net(x)
+
+
+class Encoder1(nn.Module):
+    """The paper's small 2D CNN, ``encoder1`` in its code, exactly: ``(N, 1, H, W) -> (N, 64)``.
+
+    Five blocks of conv3x3 -> InstanceNorm (no affine) -> maxpool 2 (rounding down) -> ReLU,
+    32-64-128-256-256 channels (``blocks``); then a 1x1 conv to 64 channels, InstanceNorm,
+    ReLU and the average over the remaining map (``post``). The paper pools with a fixed
+    kernel that equals that map on its 2 mm grid (3x2, 2x2, 2x3 for sagittal, coronal and
+    axial slices); a global average is the same there and works on other grids.
+
+    Slices need at least 32 voxels along each side, and 64 along one of them, so that the
+    last map holds more than one voxel (an instance norm of one voxel is undefined): the
+    paper's 2 mm grid qualifies, the 4 mm grid does not (see :meth:`check_slice_shape`).
+    """
+
+    channels = (32, 64, 128, 256, 256)
+    out_dim = 64
+
+    def __init__(self):
+        super().__init__()
+        blocks, in_ch = [], 1
+        for ch in self.channels:
+            blocks.append(
+                nn.Sequential(
+                    nn.Conv2d(in_ch, ch, 3, padding=1),
+                    nn.InstanceNorm2d(ch),
+                    nn.MaxPool2d(2),
+                    nn.ReLU(),
+                )
+            )
+            in_ch = ch
+        self.blocks = nn.Sequential(*blocks)
+        self.post = nn.Sequential(
+            nn.Conv2d(in_ch, self.out_dim, 1),
+            nn.InstanceNorm2d(self.out_dim),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
+
+    @classmethod
+    def final_map(cls, height: int, width: int) -> tuple[int, int]:
+        """Size of the map after the five blocks, for a ``(height, width)`` slice."""
+        for _ in cls.channels:
+            height, width = height // 2, width // 2
+        return height, width
+
+    @classmethod
+    def check_slice_shape(cls, height: int, width: int) -> None:
+        """Raise a ``ValueError`` when ``(height, width)`` slices are too small for the network."""
+        h, w = cls.final_map(height, width)
+        if h * w < 2:
+            raise ValueError(
+                f"the paper's small CNN (encoder1) needs slices of at least 32 voxels along "
+                f"each side and 64 along one; ({height}, {width}) slices leave a {h}x{w} map. "
+                f"Use the 2 mm grid, or encoder='scratch'."
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, 1, H, W)`` -> ``(N, 64)``."""
+        return self.post(self.blocks(x))
 
 
 # ---------------------------------------------------------------- pretrained weights
@@ -311,18 +406,27 @@ def _set_submodule(model: nn.Module, dotted: str, module: nn.Module) -> None:
     setattr(model.get_submodule(parent) if parent else model, leaf, module)
 
 
-def build_encoder(name: str, pretrained: bool = True, scratch_dim: int = 256) -> nn.Module:
+def build_encoder(
+    name: str, pretrained: bool = True, scratch_dim: int = 256, imagenet_norm: bool = True
+) -> nn.Module:
     """A one-channel 2D encoder ``(N, 1, H, W) -> (N, E)``, with ``out_dim = E`` set on it.
 
     Args:
         name: one of ``ENCODERS`` (``"timm:<name>"`` for any timm model).
-        pretrained: load ImageNet weights (ignored for ``"scratch"``).
+        pretrained: load ImageNet weights (ignored for ``"scratch"`` and ``"encoder1"``).
         scratch_dim: embedding size of the ``"scratch"`` encoder.
+        imagenet_norm: fold the network's ImageNet input normalisation into its first
+            convolution (True), or take the slice as it is, repeated over the three colour
+            channels (False, as the paper does).
     """
     check_encoder_name(name)
     if name == "scratch":
         return ScratchEncoder(scratch_dim)
+    if name == "encoder1":
+        return Encoder1()
     model, mean, std, first = _imagenet_network(name, pretrained)
+    if not imagenet_norm:
+        mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
     out_dim = _strip_classifier(model)
     _set_submodule(model, first, FoldedInputConv(model.get_submodule(first), mean, std))
     model.out_dim = out_dim
@@ -335,8 +439,8 @@ def build_encoder(name: str, pretrained: bool = True, scratch_dim: int = 256) ->
 def imagenet_classifier(name: str = "efficientnet_lite0") -> tuple[nn.Module, tuple, tuple]:
     """The pretrained 3-channel ImageNet classifier behind an encoder, with its mean/std."""
     check_encoder_name(name)
-    if name == "scratch":
-        raise ValueError("'scratch' has no ImageNet weights; pick a pretrained encoder.")
+    if name in ("scratch", "encoder1"):
+        raise ValueError(f"{name!r} has no ImageNet weights; pick a pretrained encoder.")
     model, mean, std, _ = _imagenet_network(name, pretrained=True)
     return model.eval(), mean, std
 

@@ -49,6 +49,7 @@ __all__ = [
 
 FEATURES_VERSION = 1  # bump when the way features are computed changes
 INITS = ("imagenet", "random")
+INPUTS = ("paper", "book")
 _MEMORY: OrderedDict[str, SliceFeatures] = OrderedDict()
 _MEMORY_SLOTS = 4
 
@@ -62,36 +63,51 @@ class FeatureSpec:
         init: ``"imagenet"`` (pretrained weights) or ``"random"`` (drawn under ``seed``).
         axis: ``"sagittal"``, ``"coronal"`` or ``"axial"``.
         seed: seeds the random-init encoder (ignored for ImageNet weights).
+        inputs: how slices reach the encoder: ``"paper"`` (each volume z-scored, no
+            ImageNet normalisation: ``SliceSetNet.paper``, the book's default) or
+            ``"book"`` (volumes as given, ImageNet normalisation folded into the first conv).
     """
 
     encoder: str = "efficientnet_lite0"
     init: str = "imagenet"
     axis: str = "sagittal"
     seed: int = 0
+    inputs: str = "paper"
 
     def __post_init__(self):
         check_choice("init", self.init, INITS)
         check_choice("axis", self.axis, AXES)
+        check_choice("inputs", self.inputs, INPUTS)
 
     @property
     def name(self) -> str:
         """A folder-safe name, e.g. ``efficientnet_lite0-imagenet-sagittal``."""
         seed = f"-seed{self.seed}" if self.init == "random" else ""
-        return f"{self.encoder.replace(':', '_')}-{self.init}-{self.axis}{seed}"
+        inputs = "" if self.inputs == "paper" else f"-{self.inputs}"
+        return f"{self.encoder.replace(':', '_')}-{self.init}-{self.axis}{seed}{inputs}"
 
     def build(self, volume_shape) -> nn.Module:
         """The frozen slice model (no position, mean pooling) whose encoder makes the features."""
         from slicemri_lite.models import SliceSetNet
 
-        torch.manual_seed(self.seed)  # the encoder is built first: same weights as SliceSetNet's
-        net = SliceSetNet(
-            self.encoder,
-            pretrained=self.init == "imagenet",
-            axis=self.axis,
-            position="none",
-            volume_shape=volume_shape,
-        )
+        torch.manual_seed(self.seed)  # the encoder is built first: same weights as the model's
+        options = {"pretrained": self.init == "imagenet", "axis": self.axis,
+                   "volume_shape": volume_shape}  # fmt: skip
+        if self.inputs == "paper":
+            net = SliceSetNet.paper(self.encoder, position=False, **options)
+        else:
+            net = SliceSetNet(self.encoder, position="none", **options)
         return net.eval().requires_grad_(False)
+
+    def matches(self, model: nn.Module) -> bool:
+        """Whether ``model`` slices and encodes volumes as these features were made."""
+        config = getattr(model, "config", {})
+        paper_inputs = config.get("input_norm") == "zscore" and not config.get("imagenet_norm")
+        book_inputs = config.get("input_norm", "none") == "none" and config.get(
+            "imagenet_norm", True
+        )
+        inputs_match = paper_inputs if self.inputs == "paper" else book_inputs
+        return inputs_match and (self.encoder, self.axis) == (model.encoder_name, model.axis)
 
 
 @dataclass

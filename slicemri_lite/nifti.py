@@ -22,7 +22,7 @@ from slicemri_lite.cohort import DIAGNOSES, Cohort
 from slicemri_lite.geometry import check_resolution, grid_affine, grid_brain_mask, grid_shape
 from slicemri_lite.splits import split_subjects
 
-__all__ = ["prepare_nifti", "resample_to_grid", "NiftiInputError", "check_image"]
+__all__ = ["prepare_nifti", "prepare_image", "resample_to_grid", "NiftiInputError", "check_image"]
 
 _SEX = {"f": "F", "female": "F", "m": "M", "male": "M"}
 ON_ERROR = ("raise", "skip")
@@ -219,3 +219,19 @@ def prepare_nifti(
     )
     cohort.save(out_dir)
     return cohort
+
+
+def prepare_image(
+    path: str | os.PathLike, resolution: int = 2, normalise: bool = True
+) -> np.ndarray:
+    """One NIfTI file prepared as ``prepare_nifti`` prepares each image: ``(X, Y, Z)`` float32.
+
+    Checked (``check_image``), reoriented and resampled onto the grid (``resample_to_grid``),
+    then, with ``normalise``, divided by its white-matter level inside the MNI brain mask.
+    """
+    path = Path(path).expanduser()
+    problem = check_image(path)
+    if problem is not None:
+        raise ValueError(f"{path}: {problem}")
+    volume = resample_to_grid(nib.load(path), check_resolution(resolution))
+    return _normalise(volume, resolution) if normalise else volume

@@ -17,7 +17,7 @@ frozen config without them is refused rather than fine-tuned.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -27,6 +27,7 @@ from slicemri_lite.cohort import Cohort
 from slicemri_lite.features import FeatureSpec, SliceFeatures
 from slicemri_lite.models import Conv3DNet, SliceSetNet
 from slicemri_lite.profiles import Profile
+from slicemri_lite.recipes import Recipe, get_recipe, recipe_for_profile
 from slicemri_lite.train import fit, predict
 from slicemri_lite.validation import check_choice
 
@@ -38,6 +39,7 @@ __all__ = [
     "RunResult",
     "RunSpec",
     "run_config",
+    "recipe_for",
     "run_label",
 ]
 
@@ -46,7 +48,10 @@ NETWORKS = ("conv3d", "sliceset")
 MODES = ("-", "frozen", "finetune")
 # A slice model's options beyond its encoder, with the book's defaults; a label names an
 # option only where a configuration differs from its default.
-SLICE_OPTIONS = {"axis": "sagittal", "position": "learned", "aggregation": "mean"}
+# The default is the paper's model (``SliceSetNet.paper``): a learned position code with one
+# LayerNorm over the (slices x features) block ("paper" norm: joint with a position code,
+# none without); the other norms and codes are the book's variants for the ablations.
+SLICE_OPTIONS = {"axis": "sagittal", "position": "learned", "norm": "paper", "aggregation": "mean"}
 
 
 def run_label(model: str, encoder: str = "-", init: str = "-", mode: str = "-", **options) -> str:
@@ -77,7 +82,8 @@ class ModelConfig:
         encoder: the 2D encoder of a slice model or probe (``"-"`` otherwise).
         init: the encoder's initial weights, ``"imagenet"`` or ``"random"``.
         mode: ``"frozen"`` (only position, pooling and head learn) or ``"finetune"``.
-        axis, position, aggregation: a slice model's options (``SliceSetNet``'s names).
+        axis, position, norm, aggregation: a slice model's options (``SliceSetNet``'s
+            names; ``norm="paper"`` is the paper's: joint with a position code, else none).
     """
 
     model: str
@@ -86,6 +92,7 @@ class ModelConfig:
     mode: str = "-"
     axis: str = SLICE_OPTIONS["axis"]
     position: str = SLICE_OPTIONS["position"]
+    norm: str = SLICE_OPTIONS["norm"]
     aggregation: str = SLICE_OPTIONS["aggregation"]
 
     def __post_init__(self):
@@ -113,9 +120,13 @@ class ModelConfig:
         if self.model == "conv3d":
             return Conv3DNet(volume_shape=volume_shape)
         pretrained = self.init == "imagenet" and not self.needs_features  # features carry it
-        options = {f.name: getattr(self, f.name) for f in fields(self) if f.name in SLICE_OPTIONS}
-        return SliceSetNet(self.encoder, pretrained=pretrained, volume_shape=volume_shape,
-                           **options)  # fmt: skip
+        model = SliceSetNet.paper(self.encoder, self.axis, self.aggregation,
+                                  position=self.position != "none", volume_shape=volume_shape,
+                                  pretrained=pretrained)  # fmt: skip
+        if self.position in ("learned", "none") and self.norm == "paper":
+            return model
+        # a variant of the paper's model: another position code or norm, all else the same
+        return SliceSetNet(**{**model.config, "position": self.position, "norm": self.norm})
 
 
 @dataclass
@@ -154,6 +165,16 @@ class RunSpec:
         return replace(profile, epochs=self.n_epochs(profile), batch_size=batch_size)
 
 
+def recipe_for(config: ModelConfig, profile: Profile) -> Recipe:
+    """The training recipe of a network run: the profile's (``recipe_for_profile``), with the
+    book's gentler learning rate (``"book_finetune"``) when a pretrained encoder is fine-tuned
+    with the book's recipe."""
+    recipe = recipe_for_profile(profile.name)
+    if recipe.name == "book" and config.mode == "finetune" and config.model == "sliceset":
+        return get_recipe("book_finetune")
+    return recipe
+
+
 def run_config(
     config: ModelConfig,
     cohort: Cohort,
@@ -189,9 +210,10 @@ def run_config(
     not_test = np.flatnonzero(cohort.table["split"] != "test")
     train_val = cohort.subset(not_test)
     train_features = None if features is None else features.subset(not_test)
-    result = fit(model, train_val, task=task, epochs=profile.epochs, lr=profile.lr, seed=seed,
+    result = fit(model, train_val, task=task, epochs=profile.epochs, seed=seed,
                  patience=patience, progress=False, batch_size=profile.batch_size,
-                 device=profile.device, features=train_features)  # fmt: skip
+                 device=profile.device, features=train_features,
+                 recipe=recipe_for(config, profile))  # fmt: skip
     val, test = (predict(model, cohort, split, task, profile.batch_size, profile.device, features)
                  for split in ("val", "test"))  # fmt: skip
     return RunResult(val, test, result.best_epoch)

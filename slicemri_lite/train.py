@@ -6,9 +6,10 @@
   model stores both (``target_mean``, ``target_std``) and returns years. The loss is the
   mean squared error in those standard units. AD is one logit with a class-balanced
   binary cross-entropy (``pos_weight`` = CN / AD in the training split).
-- **Optimiser and schedule.** AdamW; the learning rate rises linearly from ``lr / steps``
-  to ``lr`` over ``warmup_epochs``, then follows a half cosine down to zero at ``epochs``.
-  It is stepped once per batch.
+- **Optimiser and schedule.** From a training recipe (``slicemri_lite.recipes``): the
+  book's (AdamW; the learning rate rises linearly over a warmup, then follows a half
+  cosine down to zero at ``epochs``, stepped once per batch) or the paper's (Adam with L2,
+  lr 1e-4, constant). ``lr`` and ``weight_decay`` override the recipe's values.
 - **Early stopping.** After every epoch the validation loss is measured; training stops
   when it has not improved for ``patience`` epochs and the best epoch's weights are
   restored (``FitResult.best_state``).
@@ -44,7 +45,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,7 @@ from slicemri_lite.cohort import TASKS, Cohort
 from slicemri_lite.env import autocast, resolve_device
 from slicemri_lite.features import SliceFeatures, encode_volumes, feature_standardisation
 from slicemri_lite.metrics import ad_metrics, age_metrics
+from slicemri_lite.recipes import Recipe, get_recipe, make_optimizer
 from slicemri_lite.slice_chunks import (
     ChunkedForward,
     FeatureForward,
@@ -138,9 +140,7 @@ def _check_features(model: nn.Module, cohort: Cohort, features: SliceFeatures) -
             "them on this cohort, or take features.subset(rows) as you take cohort.subset(rows)."
         )
     spec = features.spec
-    if features.shape[1] != model.n_slices or (
-        spec is not None and (spec.encoder, spec.axis) != (model.encoder_name, model.axis)
-    ):
+    if features.shape[1] != model.n_slices or (spec is not None and not spec.matches(model)):
         raise ValueError(
             f"'features' ({spec}, {features.shape[1]} slices) don't match the model "
             f"(encoder {model.encoder_name!r}, axis {model.axis!r}, {model.n_slices} slices)."
@@ -384,27 +384,19 @@ def _set_up(model, cohort, task, batch_size, device, freeze_encoder, features, s
     return s
 
 
-def _schedule(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
-    """Learning-rate factor per step: linear warmup, then a half cosine to zero."""
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-    return factor
-
-
-def _set_up_optimiser(s: _Setup, lr, weight_decay, epochs, warmup_epochs, seed) -> None:
+def _set_up_optimiser(s: _Setup, recipe: Recipe, epochs: int, seed: int) -> None:
     params = [p for p in s.model.parameters() if p.requires_grad]
-    s.optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    warmup = max(1, round(warmup_epochs * s.steps_per_epoch))
-    factor = _schedule(epochs * s.steps_per_epoch, warmup)
-    s.scheduler = torch.optim.lr_scheduler.LambdaLR(s.optimizer, factor)
+    s.optimizer, s.scheduler = make_optimizer(recipe, params, s.steps_per_epoch, epochs)
     use_scaler = s.device.type == "cuda" and not torch.cuda.is_bf16_supported()
     s.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
     s.generator = torch.Generator().manual_seed(seed)
+
+
+def _recipe(recipe, lr, weight_decay, warmup_epochs) -> Recipe:
+    """The named recipe with any value given to ``fit`` in place of its own."""
+    recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
+    given = {"lr": lr, "weight_decay": weight_decay, "warmup_epochs": warmup_epochs}
+    return replace(recipe, **{k: v for k, v in given.items() if v is not None})
 
 
 # ---------------------------------------------------------------- the loop
@@ -509,7 +501,7 @@ def fit(
     task: str = "age",
     epochs: int = 10,
     batch_size: int = 8,
-    lr: float = 1e-3,
+    lr: float | None = None,
     seed: int = 0,
     device: str | None = None,
     freeze_encoder: bool = False,
@@ -517,11 +509,12 @@ def fit(
     patience: int | None = 5,
     progress: bool = True,
     checkpoint: str | os.PathLike | None = None,
-    weight_decay: float = 1e-2,
-    warmup_epochs: float = 1.0,
+    weight_decay: float | None = None,
+    warmup_epochs: float | None = None,
     callback: Callable[[dict], None] | None = None,
     stream: bool | str = "auto",
     slice_chunk: int | None = None,
+    recipe: str | Recipe = "book",
 ) -> FitResult:
     """Train ``model`` on ``cohort``'s train split, early-stopping on its val split.
 
@@ -531,7 +524,7 @@ def fit(
         task: ``"age"`` (regression, years) or ``"ad"`` (AD vs CN, one logit).
         epochs: the most epochs to train (the schedule spans all of them).
         batch_size: volumes per step (over all processes under ``torchrun``).
-        lr: AdamW peak learning rate.
+        lr: the (peak) learning rate; ``None``: the recipe's.
         seed: seeds the initial RNG state, batch order and dropout.
         device: ``"cuda"``, ``"cpu"``; ``None`` picks CUDA when available (under
             ``torchrun``, each rank takes GPU ``LOCAL_RANK``).
@@ -544,9 +537,11 @@ def fit(
         patience: epochs without a better val loss before stopping (``None``: never stop early).
         progress: show a tqdm bar over the batches of all epochs, with a time estimate.
         checkpoint: a file to save the training state to after each epoch and resume from.
-        weight_decay: AdamW decoupled weight decay.
-        warmup_epochs: length of the linear warmup.
+        weight_decay: weight decay (the recipe's kind); ``None``: the recipe's.
+        warmup_epochs: length of the linear warmup; ``None``: the recipe's.
         callback: called with each epoch's history row (a dict) after it is recorded.
+        recipe: the optimiser and schedule, a name in ``slicemri_lite.recipes.RECIPES``
+            (``"book"``, ``"book_finetune"``, ``"paper"``) or a ``Recipe``.
         stream: ``True`` reads every batch from the cohort's (memory-mapped) volumes,
             ``False`` copies the train and val volumes to the device first, ``"auto"``
             streams when they exceed half the free device memory. Same results either way.
@@ -560,18 +555,24 @@ def fit(
 
     check_choice("task", task, TASKS)
     freeze_encoder = freeze_encoder or features is not None
-    for name, used in (("freeze_encoder", freeze_encoder), ("slice_chunk", slice_chunk)):
-        if used not in (False, None) and not hasattr(model, "slice_features"):
-            raise ValueError(f"{name!r} needs a model with a 2D encoder (a SliceSetNet).")
+    if freeze_encoder and not isinstance(getattr(model, "project", None), nn.Linear):
+        raise ValueError(
+            "'freeze_encoder' needs a slice model whose encoder features go through a linear "
+            "projection (a SliceSetNet with an ImageNet encoder); the paper's small CNN and "
+            "the 3D CNN train end to end."
+        )
+    if slice_chunk is not None and not hasattr(model, "slice_features"):
+        raise ValueError("'slice_chunk' needs a model with a 2D encoder (a SliceSetNet).")
     started = time.perf_counter()
     job, device = distributed.set_up(resolve_device(device))
     torch.manual_seed(seed + job.rank)  # dropout differs per rank; DDP syncs the weights
+    recipe = _recipe(recipe, lr, weight_decay, warmup_epochs)
     s = _set_up(model, cohort, task, batch_size, device, freeze_encoder, features, stream,
                 slice_chunk, job)  # fmt: skip
-    _set_up_optimiser(s, lr, weight_decay, epochs, warmup_epochs, seed)
-    config = {"task": task, "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
-              "freeze_encoder": freeze_encoder, "n_train": len(s.x_train),
-              "slice_chunk": slice_chunk}  # fmt: skip
+    _set_up_optimiser(s, recipe, epochs, seed)
+    config = {"task": task, "epochs": epochs, "batch_size": batch_size, "seed": seed,
+              "recipe": recipe.as_dict(), "freeze_encoder": freeze_encoder,
+              "n_train": len(s.x_train), "slice_chunk": slice_chunk}  # fmt: skip
     loop = _Loop()
     if checkpoint is not None and Path(checkpoint).exists():
         loop = _resume(checkpoint, config, s)

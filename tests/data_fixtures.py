@@ -15,6 +15,52 @@ OASIS_IDS = (1, 2, 3, 4, 5, 6)
 OASIS_AFFINE = np.array([[-2.0, 0, 0, 90], [0, 2, 0, -126], [0, 0, 2, -72], [0, 0, 0, 1]])
 
 
+def planted_cohort(
+    n: int = 24,
+    shape: tuple[int, int, int] = (18, 22, 20),
+    seed: int = 0,
+    gain: float = 0.3,
+    noise: float = 0.1,
+    with_ad: bool = True,
+    splits: str = "cycle",
+):
+    """Tiny noise volumes whose central block brightens with age (and darkens with AD).
+
+    Args:
+        n: volumes (one per participant).
+        shape: the grid; the block is the middle half of each axis.
+        seed: draws ages and noise.
+        gain: block change per 35 years of age (and half of it for AD).
+        noise: standard deviation of the voxel noise around 0.5.
+        with_ad: every third participant has AD; else all are CN.
+        splits: ``"cycle"`` (train, train, val, test, ...) or ``"blocks"`` (60/20/20 in order).
+    """
+    from slicemri_lite.data import Cohort
+
+    rng = np.random.default_rng(seed)
+    age = rng.uniform(20, 90, n)
+    is_ad = (np.arange(n) % 3 == 0) & with_ad
+    volumes = rng.normal(0.5, noise, (n, *shape)).astype(np.float32)
+    block = tuple(slice(d // 4, d - d // 4) for d in shape)
+    signal = gain * ((age - 55) / 35 - 0.5 * is_ad)  # (n,)
+    volumes[(slice(None), *block)] += signal[:, None, None, None].astype(np.float32)
+    if splits == "cycle":
+        split = np.resize(["train", "train", "val", "test"], n)
+    else:
+        n_train, n_val = int(0.6 * n), int(0.2 * n)
+        split = np.repeat(["train", "val", "test"], [n_train, n_val, n - n_train - n_val])
+    table = pd.DataFrame(
+        {
+            "participant_id": [f"sub-{i:03d}" for i in range(n)],
+            "age": age,
+            "sex": np.where(np.arange(n) % 2, "F", "M"),
+            "diagnosis": np.where(is_ad, "AD", "CN"),
+            "split": split,
+        }
+    )
+    return Cohort(volumes=volumes, table=table, affine=np.diag([4.0, 4.0, 4.0, 1.0]))
+
+
 @functools.lru_cache(maxsize=1)
 def small_cohort():
     """40 participants at 4 mm, seed 0 (built once per test session)."""

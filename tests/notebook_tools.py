@@ -59,3 +59,59 @@ def glued_float(nb: nbformat.NotebookNode, name: str) -> float:
     if name not in values:
         raise KeyError(f"the chapter glued no value named {name!r}; it glued {sorted(values)}")
     return float(str(values[name]).strip("'\""))
+
+
+def pages() -> list[Path]:
+    """The book's notebooks that are not numbered chapters (e.g. preparing your scans)."""
+    return sorted(p for p in BOOK.glob("*.ipynb") if p not in chapters())
+
+
+_built: dict[str, Path] = {}
+
+
+def stage_book(executed: dict[str, Path], stage: Path) -> None:
+    """Copy the book's sources to ``stage`` with the executed notebooks and execution off."""
+    import shutil
+
+    import yaml
+
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    config["execute"]["execute_notebooks"] = "off"
+    stage.mkdir(parents=True)
+    (stage / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    shutil.copy(ROOT / "_toc.yml", stage / "_toc.yml")
+    shutil.copytree(ROOT / "book", stage / "book", ignore=shutil.ignore_patterns("*.ipynb", "_*"))
+    for stem, path in executed.items():
+        shutil.copy(path, stage / "book" / f"{stem}.ipynb")
+
+
+def build_book(executed_chapter, stage: Path) -> tuple[Path, str]:
+    """Build the book strictly (``-W``) from executed notebooks, once per test session.
+
+    Chapters run at PROFILE="smoke" through ``executed_chapter``; other notebook pages
+    run as they are. Returns the HTML folder and the build's output; a failed build
+    raises AssertionError with the end of that output.
+    """
+    import subprocess
+    import sys
+
+    if "html" not in _built:
+        executed = {}
+        for path in chapters():
+            executed_chapter(path.stem)
+            executed[path.stem] = EXECUTED / "book" / path.name
+        for path in pages():
+            execute_notebook(path, EXECUTED / "book")
+            executed[path.stem] = EXECUTED / "book" / path.name
+        stage_book(executed, stage)
+        jupyter_book = Path(sys.executable).parent / "jupyter-book"
+        result = subprocess.run(
+            [str(jupyter_book), "build", "--all", "-W", "--keep-going", str(stage)],
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        log = result.stdout[-4000:] + result.stderr[-4000:]
+        assert result.returncode == 0, log
+        _built["html"], _built["log"] = stage / "_build" / "html", log
+    return _built["html"], _built["log"]

@@ -12,9 +12,9 @@ LAYERS = [
     {"validation", "atomic", "env", "geometry", "distributed"},
     {"cohort", "splits", "anatomy", "synthetic", "nifti", "oasis", "data", "streaming"},
     {"metrics", "baselines"},
-    {"encoders", "models", "slice_chunks"},
+    {"encoders", "paper_checkpoint", "models", "saving", "slice_chunks"},
     {"features"},
-    {"train", "profiles"},
+    {"recipes", "train", "profiles"},
     {"runs", "experiments", "compare"},
     {"viz", "bench", "cachedir"},
 ]
@@ -28,12 +28,22 @@ def layer_of(module: str) -> int:
 
 
 def imports() -> dict[str, set[str]]:
-    """Every module's imports of sibling modules, lazy (in-function) ones included."""
+    """Every module's imports of sibling modules, lazy (in-function) ones included.
+
+    TYPE_CHECKING imports and a module ``__getattr__`` that re-exports a higher module's
+    names for the public contract (``models.save_model``) are not dependencies.
+    """
     modules = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__", "__main__"}
     found = {}
     for name in modules:
         deps = set()
-        for node in ast.walk(ast.parse((PACKAGE / f"{name}.py").read_text())):
+        tree = ast.parse((PACKAGE / f"{name}.py").read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                node.body = []
+            if isinstance(node, ast.FunctionDef) and node.name == "__getattr__":
+                node.body = []
+        for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("slicemri_lite"):
                 parts = node.module.split(".")
                 deps |= {parts[1]} if len(parts) > 1 else {a.name for a in node.names}

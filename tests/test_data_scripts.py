@@ -31,15 +31,26 @@ def test_make_synthetic_writes_the_same_cohort_as_the_library(tmp_path, capsys):
     assert "written to" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_make_synthetic_profile_fills_the_cache_the_chapters_open(tmp_path, monkeypatch, capsys):
+    from slicemri_lite import features
     from slicemri_lite.data import open_cohort
+    from slicemri_lite.experiments import grid_configs
     from slicemri_lite.profiles import get_profile
 
     monkeypatch.setenv("SLICEMRI_DATA", str(tmp_path))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-torch-weights"))
+    features.clear_memory_cache()
     script("make_synthetic").main(["--profile", "smoke"])
-    assert "profile smoke" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "profile smoke" in out and "resnet18-imagenet-sagittal skipped" in out
     cached = sorted((tmp_path / "cohorts").iterdir())
     assert len(cached) == 1
+    # every frozen feature array the smoke grid reads is on disk, except the offline one
+    frozen = {c.feature_spec(0).name for c in grid_configs("smoke") if c.needs_features}
+    stored = {p.name for p in (tmp_path / "features" / cached[0].name).iterdir()}
+    assert stored == frozen - {"resnet18-imagenet-sagittal"}
+    features.clear_memory_cache()
     smoke = get_profile("smoke")
     opened = open_cohort("synthetic", n_subjects=smoke.n_subjects, resolution=smoke.resolution)
     assert len(opened) == smoke.n_subjects

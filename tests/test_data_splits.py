@@ -67,3 +67,15 @@ def test_bad_fractions_are_refused(kwargs, message):
 def test_missing_columns_are_named():
     with pytest.raises(ValueError, match="lacks the columns \\['diagnosis'\\]"):
         split_subjects(table().drop(columns="diagnosis"))
+
+
+def test_resplit_keeps_volumes_and_participants_and_changes_the_balance():
+    from data_fixtures import small_cohort
+
+    cohort = small_cohort()
+    big_test = cohort.resplit(val=0.1, test=0.6, seed=3)
+    assert big_test.volumes is cohort.volumes
+    assert list(big_test.table["participant_id"]) == list(cohort.table["participant_id"])
+    counts = big_test.table["split"].value_counts()
+    assert counts["test"] >= 0.55 * len(cohort) and counts["val"] >= 1
+    assert big_test.meta["splits"] == {"val": 0.1, "test": 0.6, "seed": 3}

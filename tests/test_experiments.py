@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
+from data_fixtures import planted_cohort
 from scipy import stats
 
 from slicemri_lite import compare, runs
@@ -21,22 +22,8 @@ from slicemri_lite.profiles import get_profile
 
 def toy_cohort(n: int = 60, seed: int = 0, signal: float = 1.0) -> Cohort:
     """Small volumes whose centre brightens with age, plus noise; 60/20/20 splits."""
-    rng = np.random.default_rng(seed)
-    age = rng.uniform(20, 90, n)
-    volumes = rng.normal(0, 1, (n, 8, 8, 8)).astype(np.float32)
-    volumes[:, 2:6, 2:6, 2:6] += signal * ((age - 55) / 20)[:, None, None, None]
-    split = np.array(["train"] * int(0.6 * n) + ["val"] * int(0.2 * n))
-    split = np.concatenate([split, ["test"] * (n - len(split))])
-    table = pd.DataFrame(
-        {
-            "participant_id": [f"sub-{i:03d}" for i in range(n)],
-            "age": age,
-            "sex": rng.choice(["F", "M"], n),
-            "diagnosis": "CN",
-            "split": split,
-        }
-    )
-    return Cohort(volumes=volumes, table=table, affine=np.diag([4.0, 4.0, 4.0, 1.0]))
+    return planted_cohort(n, (8, 8, 8), seed, gain=1.75 * signal, noise=1.0, with_ad=False,
+                          splits="blocks")  # fmt: skip
 
 
 # ---------------------------------------------------------------- baselines
@@ -115,8 +102,8 @@ def test_equal_steps_gives_smaller_training_sets_more_epochs():
     assert steps[140] == profile.epochs * 140
     for size, n in steps.items():  # the same number of samples seen, up to rounding
         assert n / steps[140] == pytest.approx(1, abs=size / steps[140])
-    scratch = {s.n_epochs(profile) for s in specs if s.config == ex.SCRATCH}
-    assert scratch == {6}  # that block trains a fixed number of epochs
+    finetune = ex.grid_runs("brain-age-finetune", "cpu", n_train=140)
+    assert {s.n_epochs(profile) for s in finetune if s.config.model != "mean"} == {40}
     patience = {s.train_size: s.patience for s in lite0}
     assert patience[140] == ex.PATIENCE and patience[25] > patience[50] > patience[140]
     capped = ex.brain_age_grid("cpu", n_train=1000)
@@ -127,11 +114,15 @@ def test_equal_steps_gives_smaller_training_sets_more_epochs():
 def test_grids_pair_imagenet_with_random_init_and_gpu_runs_everything():
     for profile in ex.GRIDS["brain-age"].profiles:
         configs = set(ex.grid_configs(profile))
-        for encoder in ("resnet18", "efficientnet_lite0"):
-            for init in ("imagenet", "random"):
-                assert ex.ModelConfig("sliceset", encoder, init, "frozen") in configs
-        assert {"mean", "ridge", "conv3d"} <= {c.model for c in configs}
-        assert ex.SCRATCH in configs
+        for init in ("imagenet", "random"):
+            assert ex.ModelConfig("sliceset", "efficientnet_lite0", init, "frozen") in configs
+            assert ex.ModelConfig("probe", "efficientnet_lite0", init, "frozen") in configs
+        assert {"mean", "ridge"} <= {c.model for c in configs}
+        tuned = set(ex.grid_configs(profile, "brain-age-finetune"))
+        for init in ("imagenet", "random"):  # the paper's comparison: both fine-tuned
+            assert ex.ModelConfig("sliceset", "efficientnet_lite0", init, "finetune") in tuned
+        assert ex.CONV3D in tuned
+    assert ex.SCRATCH in set(ex.grid_configs("gpu"))  # the paper's small CNN needs 2 mm
     gpu = set(ex.grid_configs("gpu"))
     for encoder in ("resnet18", "efficientnet_lite0"):
         for init in ("imagenet", "random"):
@@ -284,21 +275,18 @@ def stand_in_run(config, cohort, profile, seed, patience=5, features=None, task=
     return runs.RunResult(val, test, epochs)
 
 
-def stand_in_features(cohort, spec, **kwargs):
-    """Stands in for the frozen encoder's features; ResNet-18 ImageNet is 'offline'."""
-    calls.append(spec)
-    if spec.encoder == "resnet18" and spec.init == "imagenet":
-        raise OfflineWeightsError("no resnet18 weights in this test")
-    return SliceFeatures(np.zeros((len(cohort), 2, 3), np.float32), spec, None)
-
-
-calls: list = []
-
-
 def test_experiment_writes_one_row_per_run_and_skips_offline_weights(tmp_path, monkeypatch):
+    calls = []
+
+    def stand_in_features(cohort, spec, **kwargs):
+        """Stands in for the frozen encoder's features; ResNet-18 ImageNet is 'offline'."""
+        calls.append(spec)
+        if spec.encoder == "resnet18" and spec.init == "imagenet":
+            raise OfflineWeightsError("no resnet18 weights in this test")
+        return SliceFeatures(np.zeros((len(cohort), 2, 3), np.float32), spec, None)
+
     monkeypatch.setattr(ex, "run_config", stand_in_run)
     monkeypatch.setattr(ex, "slice_features", stand_in_features)
-    calls.clear()
     cohort = toy_cohort()
     specs = ex.brain_age_grid("smoke", len(cohort.indices("train")))
     experiment = ex.Experiment(cohort, get_profile("smoke"), out=tmp_path, progress=False)
@@ -341,15 +329,16 @@ def test_a_frozen_run_trains_on_cached_features_like_fit_with_a_frozen_encoder()
     cohort = toy_cohort(n=20)
     cohort.volumes = rng.normal(0, 1, (20, 4, 18, 18)).astype(np.float32)
     settings = dataclasses.replace(get_profile("smoke"), epochs=2)
-    torch.manual_seed(0)
-    net = SliceSetNet("scratch", pretrained=False, volume_shape=cohort.shape)
+    torch.manual_seed(0)  # the paper's model, as the grid builds it
+    net = SliceSetNet.paper("efficientnet_lite0", pretrained=False, volume_shape=cohort.shape)
     train_val = cohort.subset(np.flatnonzero(cohort.table["split"] != "test"))
-    fit(net, train_val, epochs=2, batch_size=settings.batch_size, lr=settings.lr, seed=0,
+    fit(net, train_val, epochs=2, batch_size=settings.batch_size, seed=0,
         device="cpu", freeze_encoder=True, progress=False)  # fmt: skip
     expected = predict(net, cohort, "test", task="age", device="cpu")
 
-    config = runs.ModelConfig("sliceset", "scratch", "random", "frozen")
-    features = slice_features(cohort, FeatureSpec("scratch", "random", seed=0), disk=False)
+    config = runs.ModelConfig("sliceset", "efficientnet_lite0", "random", "frozen")
+    spec = FeatureSpec("efficientnet_lite0", "random", seed=0)
+    features = slice_features(cohort, spec, disk=False)
     result = runs.run_config(config, cohort, settings, seed=0, features=features)
     got = result.test
     clear_memory_cache()

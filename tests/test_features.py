@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +12,7 @@ from data_fixtures import small_cohort
 from slicemri_lite import features as feat
 from slicemri_lite.features import FeatureSpec, slice_features
 
-SPEC = FeatureSpec("scratch", "random", "sagittal", seed=0)
+SPEC = FeatureSpec("scratch", "random", "sagittal", seed=0, inputs="book")
 
 
 @pytest.fixture
@@ -68,7 +70,8 @@ def test_a_damaged_disk_cache_is_recomputed_not_used(cached_cohort, encoder_call
 
 def test_another_spec_or_cohort_content_gets_other_features(cached_cohort, encoder_calls):
     a = slice_features(cached_cohort, SPEC, batch_size=16)
-    b = slice_features(cached_cohort, FeatureSpec("scratch", "random", seed=1), batch_size=16)
+    other = FeatureSpec("scratch", "random", seed=1, inputs="book")
+    b = slice_features(cached_cohort, other, batch_size=16)
     c = slice_features(cached_cohort.subset(range(6)), SPEC, batch_size=16)
     assert len(encoder_calls) == 3 and len({a.key, b.key, c.key}) == 3
     assert not np.allclose(a.values, b.values)
@@ -83,6 +86,23 @@ def test_features_equal_the_models_own_slice_features():
     with torch.no_grad():
         expected = net.slice_features(x).numpy()
     np.testing.assert_allclose(features.values, expected, rtol=1e-5, atol=1e-5)
+    feat.clear_memory_cache()
+
+
+def test_paper_inputs_are_the_paper_models_own_features():
+    from slicemri_lite.models import SliceSetNet
+
+    cohort = small_cohort().subset(range(3))
+    spec = FeatureSpec("efficientnet_lite0", "random", "axial", seed=2)  # inputs="paper"
+    features = slice_features(cohort, spec, disk=False)
+    torch.manual_seed(2)
+    model = SliceSetNet.paper("efficientnet_lite0", "axial", pretrained=False,
+                              volume_shape=cohort.shape).eval()  # fmt: skip
+    assert spec.matches(model) and not dataclasses.replace(spec, inputs="book").matches(model)
+    x = torch.from_numpy(np.asarray(cohort.volumes, dtype=np.float32))[:, None]
+    with torch.no_grad():
+        np.testing.assert_allclose(features.values, model.slice_features(x).numpy(),
+                                   rtol=1e-4, atol=1e-4)  # fmt: skip
     feat.clear_memory_cache()
 
 

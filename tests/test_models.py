@@ -7,7 +7,15 @@ import itertools
 import pytest
 import torch
 
-from slicemri_lite.models import AGGREGATIONS, AXES, POSITIONS, Conv3DNet, SliceSetNet
+from slicemri_lite.models import (
+    AGGREGATIONS,
+    AXES,
+    POSITIONS,
+    PROJECTIONS,
+    Conv3DNet,
+    PooledAttention,
+    SliceSetNet,
+)
 
 SHAPE = (18, 22, 20)  # tiny volumes: X, Y, Z differ so axis mix-ups show
 ENCODERS = ["scratch", "resnet18", "resnet34", "resnet50", "efficientnet_lite0",
@@ -152,3 +160,96 @@ def test_conv3d_baseline_shapes_and_gradients():
     assert out.shape == (2, 2)
     out.sum().backward()
     assert model.features[0].weight.grad.abs().sum() > 0
+
+
+# ---------------------------------------------------------------- the paper's pieces as options
+
+PAPER_OPTIONS = list(
+    itertools.product(
+        ("slice", "joint", "none"), ("linear", "mlp"), ("query", "paper"), PROJECTIONS
+    )
+)
+
+
+@pytest.mark.parametrize(("norm", "head", "attention", "projection"), PAPER_OPTIONS)
+def test_every_combination_of_the_named_options(norm, head, attention, projection):
+    model = _net(norm=norm, head=head, attention=attention, projection=projection,
+                 aggregation="attention", heads=2, embed_dim=16, n_outputs=2)  # fmt: skip
+    x = _volumes()
+    with torch.no_grad():
+        assert model(x).shape == (2, 2)
+        torch.testing.assert_close(model.slice_attention(x).sum(1), torch.ones(2))
+
+
+def test_config_rebuilds_the_model():
+    model = _net(norm="joint", head="mlp", attention="paper", aggregation="attention",
+                 heads=4, embed_dim=16, input_norm="zscore")  # fmt: skip
+    rebuilt = SliceSetNet(**model.config).eval()
+    rebuilt.load_state_dict(model.state_dict())
+    x = _volumes()
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x), model(x))
+    conv = Conv3DNet(volume_shape=SHAPE, embed_dim=8, channels=(4, 8, 8, 8, 8))
+    assert Conv3DNet(**conv.config).state_dict().keys() == conv.state_dict().keys()
+
+
+def test_joint_norm_weights_each_slice_position():
+    """Its gain and bias per (slice, feature) pair make even position-free models order-aware:
+    with mean pooling they are a learned weighting of the slices."""
+    model = _net(position="none", norm="joint")
+    with torch.no_grad():
+        model.norm.weight.normal_()
+    assert model.norm.weight.shape == (SHAPE[0], 256)
+    x = _volumes()
+    shuffled, _ = _shuffle(x, "sagittal")
+    with torch.no_grad():
+        assert (model(shuffled) - model(x)).abs().max() > 1e-3
+
+
+def test_paper_attention_heads_are_distributions_and_average():
+    pool = PooledAttention(16, heads=4)
+    tokens = torch.randn(3, 7, 16)
+    with torch.no_grad():
+        per_head = pool.head_weights(tokens)
+        assert per_head.shape == (3, 4, 7)
+        torch.testing.assert_close(per_head.sum(-1), torch.ones(3, 4))
+        torch.testing.assert_close(pool.weights(tokens), per_head.mean(1))
+        assert pool(tokens).shape == (3, 16)
+    with pytest.raises(ValueError, match="'heads' must divide the embedding size 16; 3"):
+        PooledAttention(16, heads=3)
+
+
+def test_zscore_input_ignores_intensity_scale():
+    model = _net(input_norm="zscore")
+    x = _volumes()
+    with torch.no_grad():
+        torch.testing.assert_close(model(5 * x + 2), model(x), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"norm": "batch"}, r"'norm' must be one of \['slice', 'joint', 'none'\]; 'batch'"),
+        ({"head": "deep"}, r"'head' must be one of \['linear', 'mlp'\]"),
+        ({"attention": "full"}, r"'attention' must be one of \['query', 'paper'\]"),
+        ({"projection": "never"}, r"'projection' must be one of"),
+        ({"input_norm": "minmax"}, r"'input_norm' must be one of \['none', 'zscore'\]"),
+    ],
+)
+def test_invalid_options_say_what_is_allowed(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        _net(**kwargs)
+
+
+def test_slice_gains_read_the_joint_norms_per_slice_weights():
+    torch.manual_seed(0)
+    model = SliceSetNet.paper("efficientnet_lite0", pretrained=False, volume_shape=(4, 18, 18))
+    with torch.no_grad():
+        model.norm.weight.fill_(1.0)
+        model.norm.weight[2] = -3.0  # the sign does not matter, the size does
+    gains = model.slice_gains()
+    assert gains.shape == (4,) and gains.tolist() == [1.0, 1.0, 3.0, 1.0]
+    plain = SliceSetNet.paper("efficientnet_lite0", pretrained=False, position=False,
+                              volume_shape=(4, 18, 18))  # fmt: skip
+    with pytest.raises(ValueError, match="slice_gains needs norm='joint'"):
+        plain.slice_gains()

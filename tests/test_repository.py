@@ -128,3 +128,129 @@ def test_notebook_prints_versions_and_has_exercises(notebook):
     sources = "\n".join(c.source for c in notebook.cells)
     assert "slicemri_lite.about()" in sources
     assert _tagged(notebook, "hide-cell"), "exercise solutions are cells tagged hide-cell"
+
+
+def _is_check(node) -> bool:
+    """True for a statement that only checks: assert, np.testing.*, or loops/ifs of those."""
+    import ast
+
+    if isinstance(node, ast.Assert):
+        return True
+    if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
+        return "testing.assert" in ast.unparse(node.value.func)
+    if isinstance(node, ast.For | ast.If):
+        return all(_is_check(n) for n in node.body + node.orelse)
+    return False
+
+
+def _python(source: str) -> str:
+    """``source`` without IPython magics (``%...``), which are not Python."""
+    return "\n".join("" if line.lstrip().startswith("%") else line for line in source.splitlines())
+
+
+def test_check_only_cells_are_removed_from_the_page(notebook):
+    import ast
+
+    shown = [
+        cell.source.splitlines()[0]
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        and "remove-cell" not in cell.metadata.get("tags", [])
+        and all(_is_check(n) for n in ast.parse(_python(cell.source)).body)
+    ]
+    assert not shown, f"cells that only check must be tagged remove-cell: {shown}"
+
+
+def test_solutions_are_tagged_solution_and_collapsed(notebook):
+    solutions = _tagged(notebook, "solution")
+    assert solutions, "each chapter has exercises with a solution cell tagged solution"
+    assert solutions == _tagged(notebook, "hide-cell")
+
+
+def test_notebook_code_fits_the_page(notebook):
+    config = tomllib.loads((BOOK / "ruff.toml").read_text())
+    assert config["line-length"] == 88 and "E501" not in config["lint"]["ignore"]
+    long = [
+        line
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for line in cell.source.splitlines()
+        if len(line) > 88
+    ]
+    assert not long, f"code lines over 88 characters: {long}"
+
+
+def test_chapter_opening_states_its_run_time(notebook):
+    assert re.search(r"\{\{ run_time_\d\d \}\}", notebook.cells[0].source)
+
+
+def test_timings_in_config_are_in_step_with_results():
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    from timings import measured_times, substitutions, updated_config
+
+    text = (ROOT / "_config.yml").read_text()
+    assert updated_config(text, substitutions()) == text, "run python tools/timings.py --write"
+    subs = _config()["parse"]["myst_substitutions"]
+    assert set(subs) == {f"run_time_{p.name[:2]}" for p in chapters()} | {"timings_table"}
+    assert measured_times()["cpu"]["01"] in subs["run_time_01"]
+    assert "GPU: not yet measured" in subs["run_time_01"]
+
+
+def test_timings_are_read_from_the_results_table(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    from timings import measured_times, run_time_sentence
+
+    (tmp_path / "timings_cpu.md").write_text("| Chapter 2 at `cpu` | 20 s | x |\n")
+    (tmp_path / "timings_gpu.md").write_text("| Chapter 2 at `gpu` | 9 s | T4 |\n")
+    times = measured_times(tmp_path)
+    assert times == {"cpu": {"02": "20 s"}, "gpu": {"02": "9 s"}}
+    assert run_time_sentence("02", times).startswith("20 s at `cpu` (")
+    assert "GPU: 9 s" in run_time_sentence("02", times)
+    assert "`cpu`: not yet measured" in run_time_sentence("01", times)
+
+
+def test_install_cell_is_pinned_to_the_build_commit(monkeypatch):
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    from pin_install import build_ref, pin_source
+
+    template = (BOOK / "_install_cell.ipy").read_text()
+    assert 'REF = "main"' in template and "@{REF}" in template
+    pinned = pin_source(template, "1a2b3c4")
+    assert 'REF = "1a2b3c4"' in pinned and 'REF = "main"' not in pinned
+    monkeypatch.setenv("SLICEMRI_BUILD_REF", "v1.2.0")
+    assert build_ref() == "v1.2.0"
+    monkeypatch.delenv("SLICEMRI_BUILD_REF")
+    assert re.fullmatch(r"[0-9a-f]{40}", build_ref()), "the checkout's commit"
+    monkeypatch.setenv("SLICEMRI_BUILD_REF", "main; rm -rf /")
+    with pytest.raises(ValueError, match="'ref' must be"):
+        build_ref()
+    with pytest.raises(ValueError, match="exactly one line"):
+        pin_source("print(1)", "abc")
+
+
+def test_pages_for_teaching_and_real_data_are_listed_and_linked():
+    listed = _toc_files()
+    intro = (BOOK / "intro.md").read_text()
+    for page in ("glossary", "preparing_your_scans", "ethics_and_limits", "troubleshooting"):
+        assert f"book/{page}" in listed
+        assert f"({page}." in intro, f"the intro does not link {page}"
+    assert "timings" in " ".join(listed) and "book/api/index" in listed
+
+
+def test_glossary_terms_used_in_chapters_exist():
+    glossary = (BOOK / "glossary.md").read_text()
+    # Sphinx matches {term} case-insensitively
+    defined = {t.lower() for t in re.findall(r"^([A-Z][^\n]*)$", glossary, re.MULTILINE)}
+    for path in chapters():
+        nb = nbformat.read(path, as_version=4)
+        for cell in nb.cells:
+            for text, target in re.findall(r"\{term\}`([^`<]+?)\s*(?:<([^>]+)>)?`", cell.source):
+                assert (target or text).lower() in defined, (
+                    f"{path.name}: no glossary term {text!r}"
+                )

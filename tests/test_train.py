@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from data_fixtures import planted_cohort
 
 from slicemri_lite.data import Cohort
 from slicemri_lite.models import Conv3DNet, SliceSetNet
@@ -23,23 +24,7 @@ SHAPE = (18, 22, 20)
 
 def tiny_cohort(n: int = 24, seed: int = 0) -> Cohort:
     """Noise volumes whose central block brightens with age (and darkens with AD)."""
-    rng = np.random.default_rng(seed)
-    age = rng.uniform(20, 90, n)
-    diagnosis = np.where(np.arange(n) % 3 == 0, "AD", "CN")
-    volumes = rng.normal(0.5, 0.1, (n, *SHAPE)).astype(np.float32)
-    signal = (age - 55) / 35 - 0.5 * (diagnosis == "AD")  # (n,)
-    volumes[:, 5:13, 6:16, 5:15] += 0.3 * signal[:, None, None, None].astype(np.float32)
-    split = np.array(["train", "train", "val", "test"] * (n // 4))
-    table = pd.DataFrame(
-        {
-            "participant_id": [f"sub-{i:02d}" for i in range(n)],
-            "age": age,
-            "sex": "F",
-            "diagnosis": diagnosis,
-            "split": split,
-        }  # fmt: skip
-    )
-    return Cohort(volumes=volumes, table=table, affine=np.eye(4))
+    return planted_cohort(n, SHAPE, seed)
 
 
 def scratch_net(seed: int = 0, **kwargs) -> SliceSetNet:
@@ -123,7 +108,8 @@ def test_precomputed_features_train_exactly_like_a_frozen_encoder():
     from slicemri_lite.features import FeatureSpec, clear_memory_cache, slice_features
 
     cohort = tiny_cohort(16)
-    spec = FeatureSpec("timm:mobilenetv3_small_050", "random", seed=0)  # batch-norm encoder
+    # a batch-norm encoder, fed as the book's own SliceSetNet feeds it
+    spec = FeatureSpec("timm:mobilenetv3_small_050", "random", seed=0, inputs="book")
 
     def net():
         torch.manual_seed(0)  # same encoder weights as the spec's; eval mode kept while frozen
@@ -150,7 +136,8 @@ def test_features_of_another_cohort_or_encoder_are_refused():
     from slicemri_lite.features import FeatureSpec, slice_features
 
     cohort = tiny_cohort(8)
-    features = slice_features(cohort, FeatureSpec("scratch", "random", "axial"), disk=False)
+    spec = FeatureSpec("scratch", "random", "axial", inputs="book")
+    features = slice_features(cohort, spec, disk=False)
     with pytest.raises(ValueError, match="don't match the model"):
         fit(scratch_net(), cohort, features=features, epochs=1, **QUIET)
     with pytest.raises(ValueError, match="8 rows but the cohort has 4"):
@@ -224,17 +211,3 @@ def test_bad_arguments_are_reported():
         fit(Conv3DNet(volume_shape=SHAPE), cohort, freeze_encoder=True, **QUIET)
     with pytest.raises(ValueError, match=r"'split' must be one of"):
         predict(scratch_net(), cohort, split="validation", task="age")
-
-
-def test_benchmark_measures_model_and_bare_encoder_on_the_same_slices(tmp_path):
-    from slicemri_lite.bench import main
-
-    out = tmp_path / "bench.json"
-    result = main(["--device", "cpu", "--resolution", "4", "--encoder", "scratch",
-                   "--batch-size", "1", "--steps", "1", "--warmup", "0", "--out", str(out)])  # fmt: skip
-    assert out.exists() and result["slices_per_batch"] == 46
-    for mode in ("train", "inference"):
-        assert result[f"{mode}_model_volumes_per_s"] > 0
-        assert result[f"{mode}_encoder_volumes_per_s"] > 0
-        ratio = result[f"{mode}_model_volumes_per_s"] / result[f"{mode}_encoder_volumes_per_s"]
-        assert result[f"{mode}_model_over_encoder"] == pytest.approx(ratio)

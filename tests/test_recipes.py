@@ -1,0 +1,93 @@
+"""Training recipes: the paper's numbers, the book's schedule, the table."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from slicemri_lite.recipes import (
+    RECIPES,
+    get_recipe,
+    make_optimizer,
+    recipe_for_profile,
+    recipes_table,
+)
+
+
+def _params():
+    return [torch.nn.Parameter(torch.ones(3))]
+
+
+def test_the_paper_recipe_holds_the_papers_numbers():
+    paper = RECIPES["paper"]
+    assert (paper.optimizer, paper.lr, paper.weight_decay) == ("adam", 1e-4, 1e-4)
+    assert (paper.batch_size, paper.max_epochs, paper.keep) == (8, 100, "best_val")
+    assert paper.schedule == "constant" and paper.patience is None
+
+
+def test_paper_optimiser_is_adam_with_l2_and_a_constant_rate():
+    optimizer, scheduler = make_optimizer("paper", _params(), steps_per_epoch=5, epochs=3)
+    assert type(optimizer) is torch.optim.Adam
+    assert optimizer.param_groups[0]["weight_decay"] == 1e-4
+    for _ in range(15):
+        optimizer.step()
+        scheduler.step()
+        assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-4)
+
+
+def test_l2_inside_adam_differs_from_decoupled_decay():
+    """With a zero loss gradient, Adam's L2 term is normalised away (a step of ~lr), while
+    AdamW shrinks the weights by lr * decay."""
+    results = {}
+    for name in ("paper", "book"):
+        recipe = dataclasses.replace(
+            get_recipe(name), lr=0.1, weight_decay=0.5, schedule="constant"
+        )
+        params = _params()
+        optimizer, _ = make_optimizer(recipe, params, 1, 1)
+        params[0].grad = torch.zeros(3)
+        optimizer.step()
+        results[name] = float(params[0].detach()[0])
+    assert results["paper"] == pytest.approx(1 - 0.1, abs=1e-4)
+    assert results["book"] == pytest.approx(1 - 0.1 * 0.5, abs=1e-6)
+
+
+def test_book_schedule_warms_up_then_decays_to_zero():
+    optimizer, scheduler = make_optimizer("book", _params(), steps_per_epoch=4, epochs=5)
+    assert type(optimizer) is torch.optim.AdamW
+    rates = []
+    for _ in range(20):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates[0] == pytest.approx(1e-3 / 4)
+    assert max(rates) == pytest.approx(1e-3) and rates.index(max(rates)) == 3
+    assert rates[-1] < 0.05 * 1e-3 and all(
+        a >= b for a, b in zip(rates[3:-1], rates[4:], strict=True)
+    )
+
+
+def test_table_lists_every_recipe():
+    table = recipes_table()
+    assert list(table.index) == list(RECIPES)
+    assert table.loc["paper", "optimiser"] == "Adam"
+    assert table.loc["book", "weight decay"] == "0.01 (decoupled)"
+
+
+def test_unknown_recipes_and_bad_sizes_are_refused():
+    with pytest.raises(ValueError, match=r"'recipe' must be one of \['paper', 'book'"):
+        make_optimizer("sgd", _params(), 1, 1)
+    with pytest.raises(ValueError, match="at least 1"):
+        make_optimizer("paper", _params(), 0, 1)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        RECIPES["paper"].lr = 1.0
+
+
+def test_each_profile_names_its_recipe():
+    from slicemri_lite.profiles import PROFILES
+
+    assert recipe_for_profile("gpu").name == "paper"
+    assert {recipe_for_profile(p).name for p in ("smoke", "cpu")} == {"book"}
+    assert set(PROFILES) <= {"smoke", "cpu", "gpu"}

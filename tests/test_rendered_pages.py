@@ -1,0 +1,83 @@
+"""The rendered pages: no raw MyST markup, traceback, error output, empty glue or lost image."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+from notebook_tools import ROOT, build_book, chapters
+
+sys.path.insert(0, str(ROOT / "tools"))
+
+from check_pages import check_book, check_html, html_pages  # noqa: E402
+
+GOOD = """<html><head><script>var x = "{glue:text}`inside a script`";</script></head>
+<body><p>The model reached <span class="pasted-text">3.21</span> years.</p>
+<img src="data:image/png;base64,iVBORw0KGgo="/></body></html>"""
+
+
+def test_a_clean_page_passes():
+    assert check_html(GOOD) == []
+
+
+@pytest.mark.parametrize(
+    ("planted", "what"),
+    [
+        ("<p>an encoder (<code>{glue:text}</code>encoder_name``)</p>", "raw MyST role"),
+        ("<p>as shown by {cite}`gupta2021improved`</p>", "raw MyST role"),
+        ("<p>each {term}`voxel` is</p>", "raw MyST role"),
+        ("<p>Run time: {{ run_time_01 }}</p>", "raw MyST substitution"),
+        ("<p>\n::: note\ntext\n</p>", "raw MyST directive"),
+        ("<p>.. py:class:: SliceSetNet(encoder)</p>", "raw reStructuredText"),
+        ("<p>:param encoder: the 2D encoder</p>", "raw reStructuredText"),
+        ("<pre>Traceback (most recent call last):\n  File x</pre>", "traceback"),
+        ('<div class="output traceback highlight-ipythontb">x</div>', "error output"),
+        ('<span class="pasted-text"> </span>', "empty glued value"),
+        ('<img src="data:image/png;base64,"/>', "image not embedded"),
+        ("<img/>", "image not embedded"),
+    ],
+)
+def test_a_planted_problem_is_found(planted, what):
+    page = GOOD.replace("</body>", planted + "</body>")
+    problems = check_html(page, "planted.html")
+    assert [p.what for p in problems] == [what], problems
+
+
+def test_a_missing_image_file_is_found(tmp_path):
+    (tmp_path / "here.png").write_bytes(b"png")
+    page = '<img src="here.png"/><img src="_images/gone.png"/>'
+    problems = check_html(page, "p.html", tmp_path)
+    assert [p.detail for p in problems] == ["_images/gone.png does not exist"]
+
+
+@pytest.fixture(scope="session")
+def built_html(executed_chapter, tmp_path_factory):
+    return build_book(executed_chapter, tmp_path_factory.mktemp("book") / "book-src")[0]
+
+
+@pytest.mark.notebooks
+def test_every_rendered_page_is_clean(built_html):
+    pages = {p.relative_to(built_html).as_posix() for p in html_pages(built_html)}
+    for expected in ["book/glossary.html", "book/api/models.html"] + [
+        f"book/{p.stem}.html" for p in chapters()
+    ]:
+        assert expected in pages
+    problems = check_book(built_html)
+    assert not problems, "\n".join(map(str, problems))
+
+
+@pytest.mark.notebooks
+def test_check_cells_are_off_the_pages(built_html):
+    """Cells tagged remove-cell run (their glue shows) but their code is not shown."""
+    page = (built_html / "book" / "03_slice_set_models.html").read_text()
+    assert "assert fold_gap" not in page
+    assert "google.colab" not in page
+    assert "def conv_output" in page, "solution cells stay on the page, collapsed"
+
+
+@pytest.mark.notebooks
+def test_planting_a_raw_role_in_the_build_fails_the_check(built_html, tmp_path):
+    page = (built_html / "book" / "03_slice_set_models.html").read_text()
+    planted = page.replace("</article>", "<p>{glue:text}`encoder_name`</p></article>", 1)
+    assert planted != page
+    assert [p.what for p in check_html(planted, "03.html")] == ["raw MyST role"]
