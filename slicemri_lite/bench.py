@@ -161,11 +161,25 @@ def _rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def _trim_heap() -> None:
+    """Return freed heap memory to the system (glibc's ``malloc_trim``; elsewhere a no-op)."""
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    libc = ctypes.util.find_library("c")
+    if libc and hasattr(ctypes.CDLL(libc), "malloc_trim"):
+        ctypes.CDLL(libc).malloc_trim(0)
+
+
 class PeakMemory:
     """Peak memory above the level at entry, in bytes (``.peak``), within a ``with`` block.
 
     CUDA: ``torch.cuda.max_memory_allocated``. CPU: the resident set size, sampled every
-    millisecond on a thread (Linux), so a spike shorter than that can be missed.
+    millisecond on a thread (Linux), so a spike shorter than that can be missed; freed heap
+    memory is handed back to the system first (glibc), so that memory the allocator kept
+    from an earlier step does not hide this one's.
     """
 
     def __init__(self, device: torch.device):
@@ -177,6 +191,7 @@ class PeakMemory:
             self._start = torch.cuda.memory_allocated(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
         else:
+            _trim_heap()
             self._start, self._high, self._done = _rss_bytes(), 0, threading.Event()
             self._thread = threading.Thread(target=self._sample, daemon=True)
             self._thread.start()
