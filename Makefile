@@ -15,7 +15,7 @@ endif
 PROFILE ?= auto
 
 .PHONY: help env data book check-book browser test test-fast lint format strip \
-	student instructor clean
+	student instructor gpu-check clean
 
 # The browser check drives the system's Chromium; root installs it, others via sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -26,6 +26,7 @@ help:
 	@echo "make test       set up .venv, lint, run unit tests, every chapter at PROFILE=smoke, a strict book build,"
 	@echo "                then check its pages (raw markup, errors, images) and load each in Chromium"
 	@echo "make test-fast  unit tests only (no chapters, no slow tests)"
+	@echo "make gpu-check  on a CUDA machine: the GPU tests, then the bench -> results/bench_gpu.json (< 5 min)"
 	@echo "make lint       ruff check + format check;  make format  to fix"
 	@echo "make strip      clear outputs from book/*.ipynb before committing"
 	@echo "make check-book check _build/html: raw markup, errors, images; every page in Chromium"
@@ -81,6 +82,14 @@ student: $(STAMP)
 
 instructor: $(STAMP)
 	$(BIN)/python tools/editions.py instructor
+
+# Before a release, on one CUDA GPU: what the CPU tests cannot reach (bf16 autocast,
+# channels_last, torch.compile, pinned non-blocking copies), then the 2 mm bench.
+gpu-check: $(STAMP)
+	$(BIN)/python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'gpu-check needs a CUDA GPU; none is visible to torch.')"
+	$(BIN)/python -m pytest -m gpu -rs -q
+	$(BIN)/python -m slicemri_lite.bench --device cuda --resolution 2 --compare paper \
+		--batch-size 8 --steps 5 --warmup 2 --out results/bench_gpu.json
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -9,6 +9,10 @@ It writes into ``--out``: ``results.csv`` (one row per run, columns ``COLUMNS``)
 ``predictions.csv`` (the test-set prediction of every run) and ``provenance.json``
 (command, machine, versions, wall time). The tables are rewritten atomically after
 every run, so an interrupted run leaves every finished row readable.
+
+Under ``torchrun --nproc_per_node=N -m slicemri_lite.experiments ...`` every network trains
+with DistributedDataParallel on N processes (``slicemri_lite.distributed``); rank 0 alone
+writes the tables, and ``provenance.json`` records the world size and backend.
 ``slicemri_lite.compare`` turns the table into means with 95% intervals over seeds.
 
 The grid (``GRIDS``): baselines (training-mean, voxel ridge, ``Conv3DNet``), the
@@ -43,6 +47,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from slicemri_lite import distributed
 from slicemri_lite.atomic import write_csv_atomic, write_json_atomic
 from slicemri_lite.cohort import Cohort
 from slicemri_lite.compare import CONFIG_KEYS, ad_table, summarize
@@ -575,7 +580,7 @@ class Experiment:
         metric = METRICS[self.task][0]
         for i, spec in enumerate(specs, 1):
             row = self._run_one(spec)
-            if self.progress:
+            if self.progress and distributed.is_main_process():
                 print(
                     f"[{i}/{len(specs)}] {spec.config.label:<36} n={spec.train_size:<4} "
                     f"seed={spec.seed}  {metric}={row[metric]:.2f}  {row['status']}  "
@@ -650,7 +655,7 @@ class Experiment:
         self.prediction_frames.append(pd.DataFrame({**key, **columns}))
 
     def _save(self) -> None:
-        if self.out is not None:
+        if self.out is not None and distributed.is_main_process():
             write_csv_atomic(self.results, self.out / "results.csv")
             write_csv_atomic(self.predictions, self.out / "predictions.csv")
 
@@ -727,8 +732,10 @@ def _write_provenance(out: Path, argv: list[str], started: float, finished: bool
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch threads "
         f"{torch.get_num_threads()}, cuda {'yes' if torch.cuda.is_available() else 'no'}",
         "versions": package_versions(),
+        **distributed.current().as_dict(),  # world_size, backend
     }
-    write_json_atomic(out / "provenance.json", record)
+    if distributed.is_main_process():
+        write_json_atomic(out / "provenance.json", record)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -745,9 +752,11 @@ def main(argv: list[str] | None = None) -> int:
         command.add_argument("--seed", type=int, default=0, help="cohort seed; offsets run seeds")
     args = parser.parse_args(argv)
     out, started = Path(args.out), time.time()
+    distributed.set_up(torch.device(get_profile(args.profile).device))  # under torchrun
     _write_provenance(out, argv, started, finished=False)
     experiment = run_grid(args.command, args.profile, args.data, out, args.seed)
     _write_provenance(out, argv, started, finished=True)
+    distributed.shut_down()
     if experiment.task == "ad":  # AUC with its interval over participants and seeds
         summary = ad_table(experiment.results, experiment.predictions)
     else:

@@ -27,6 +27,16 @@
 - **Checkpoints.** With ``checkpoint=path`` the full training state is written atomically
   after every epoch; calling ``fit`` again with the same path resumes where it stopped and
   ends exactly where an uninterrupted run would (on CPU).
+- **Streaming.** ``stream=True`` reads each batch from the cohort's array (the memory map of
+  its cache) instead of copying the split to the device first, for cohorts larger than the
+  device's memory (``slicemri_lite.streaming``); ``"auto"`` streams when the train and val
+  volumes exceed half the free device memory. The batches, and so the results, are the same.
+- **Slice chunks.** ``slice_chunk=n`` runs the encoder on ``n`` slices at a time under
+  activation checkpointing, with its batch-norm statistics frozen
+  (``slicemri_lite.slice_chunks``): less memory for one more encoder pass.
+- **Several processes.** Under ``torchrun``, ``fit`` trains with DistributedDataParallel:
+  each rank takes its share of every global batch of ``batch_size`` volumes, and rank 0
+  alone writes the checkpoint (``slicemri_lite.distributed``).
 """
 
 from __future__ import annotations
@@ -43,12 +53,20 @@ import pandas as pd
 import torch
 from torch import nn
 
+from slicemri_lite import distributed
 from slicemri_lite.atomic import atomic_path
 from slicemri_lite.cohort import TASKS, Cohort
 from slicemri_lite.env import autocast, resolve_device
 from slicemri_lite.features import SliceFeatures, encode_volumes, feature_standardisation
 from slicemri_lite.metrics import ad_metrics, age_metrics
 from slicemri_lite.recipes import Recipe, get_recipe, make_optimizer
+from slicemri_lite.slice_chunks import (
+    ChunkedForward,
+    FeatureForward,
+    freeze_batch_norm,
+    has_training_batch_norm,
+)
+from slicemri_lite.streaming import ResidentVolumes, choose_stream, index_batches, volume_source
 from slicemri_lite.validation import check_choice
 
 __all__ = [
@@ -78,6 +96,8 @@ class FitResult:
         seconds: wall time of the whole call.
         best_epoch: the epoch whose weights were kept.
         task, device: what was trained, and where.
+        streamed: whether the volumes were streamed from the cohort (``stream``).
+        world_size, backend: the processes that trained (1 and ``"none"`` outside torchrun).
     """
 
     history: pd.DataFrame
@@ -87,6 +107,9 @@ class FitResult:
     best_epoch: int
     task: str
     device: str
+    streamed: bool = False
+    world_size: int = 1
+    backend: str = "none"
 
 
 # ---------------------------------------------------------------- inputs
@@ -99,10 +122,14 @@ def _rows(cohort: Cohort, split: str) -> np.ndarray:
     return rows
 
 
-def _volumes(cohort: Cohort, rows: np.ndarray, device: torch.device) -> torch.Tensor:
-    """``(n, 1, X, Y, Z)`` in the cohort's float dtype (float16 stays float16), on ``device``."""
-    array = np.asarray(cohort.volumes[rows])
-    return torch.from_numpy(np.ascontiguousarray(array))[:, None].to(device)
+def _volume_bytes(cohort: Cohort, n_rows: int) -> int:
+    return n_rows * int(np.prod(cohort.volumes.shape[1:])) * cohort.volumes.dtype.itemsize
+
+
+def _volumes(cohort: Cohort, rows: np.ndarray, device: torch.device, stream) -> tuple:
+    """The rows' volumes as a batch source (``slicemri_lite.streaming``), and whether streamed."""
+    streamed = choose_stream(stream, _volume_bytes(cohort, len(rows)), device)
+    return volume_source(cohort.volumes, rows, device, streamed), streamed
 
 
 def _check_features(model: nn.Module, cohort: Cohort, features: SliceFeatures) -> None:
@@ -121,12 +148,12 @@ def _check_features(model: nn.Module, cohort: Cohort, features: SliceFeatures) -
 
 
 @torch.no_grad()
-def _outputs(forward: Callable, inputs: torch.Tensor, batch_size: int, device) -> np.ndarray:
-    """Run ``forward`` over ``inputs`` in batches; ``(n, n_outputs)`` float32 on the CPU."""
+def _outputs(forward: Callable, inputs, batch_size: int, device) -> np.ndarray:
+    """Run ``forward`` over a batch source in order; ``(n, n_outputs)`` float32 on the CPU."""
     chunks = []
-    for start in range(0, len(inputs), batch_size):
+    for x in inputs.batches(index_batches(torch.arange(len(inputs)), batch_size)):
         with autocast(device):
-            chunks.append(forward(inputs[start : start + batch_size].float()).float().cpu())
+            chunks.append(forward(x).float().cpu())
     return torch.cat(chunks).numpy()
 
 
@@ -150,12 +177,14 @@ def predict(
     batch_size: int = 8,
     device: str | None = None,
     features: SliceFeatures | None = None,
+    stream: bool | str = "auto",
 ) -> np.ndarray:
     """Predictions for one split: ages in years (``task="age"``) or AD probabilities (``"ad"``).
 
     ``task=None`` uses the task the model was last fitted for (``model.task``). With
     ``features`` (the cohort's frozen slice features, the ones the model was fitted on) the
-    encoder does not run: the rest of the model reads the stored features.
+    encoder does not run: the rest of the model reads the stored features. ``stream`` as
+    in ``fit``: read the volumes batch by batch from the cohort instead of all at once.
     """
     task = task or getattr(model, "task", None)
     if task is None:
@@ -166,10 +195,11 @@ def predict(
     rows = _rows(cohort, split)
     if features is not None:
         _check_features(model, cohort, features)
-        inputs = torch.from_numpy(features.values[rows]).to(device)
+        inputs = ResidentVolumes(torch.from_numpy(features.values[rows]).to(device))
         out = _outputs(model.forward_features, inputs, batch_size, device)[:, 0]
     else:
-        out = _outputs(model, _volumes(cohort, rows, device), batch_size, device)[:, 0]
+        inputs, _ = _volumes(cohort, rows, device, stream)
+        out = _outputs(model, inputs, batch_size, device)[:, 0]
     return out if task == "age" else 1 / (1 + np.exp(-out))
 
 
@@ -181,10 +211,11 @@ def evaluate(
     batch_size: int = 8,
     device: str | None = None,
     features: SliceFeatures | None = None,
+    stream: bool | str = "auto",
 ) -> dict[str, float]:
     """Metrics on one split: age -> ``mae``, ``rmse``, ``r``; ad -> ``auc``, ``balanced_accuracy``."""
     check_choice("task", task, TASKS)
-    predicted = predict(model, cohort, split, task, batch_size, device, features)
+    predicted = predict(model, cohort, split, task, batch_size, device, features, stream)
     target = cohort.targets(task, _rows(cohort, split))
     return age_metrics(target, predicted) if task == "age" else ad_metrics(target, predicted)
 
@@ -204,16 +235,20 @@ class _Setup:
 
     model: nn.Module
     forward: Callable  # the model, or its part after the encoder for frozen features
+    train_forward: nn.Module | Callable  # what trains: forward, chunked, or wrapped in DDP
     task: str
     device: torch.device
-    x_train: torch.Tensor  # (n, 1, X, Y, Z) volumes, or (n, S, E) standardised features
+    x_train: object  # a batch source (slicemri_lite.streaming): volumes, or features
     y_train: torch.Tensor
-    x_val: torch.Tensor
+    x_val: object
     y_val: torch.Tensor
     loss_fn: Callable
-    batch_size: int
+    batch_size: int  # the global batch: volumes per step over all processes
     freeze_encoder: bool
     scaling: tuple[torch.Tensor, torch.Tensor] | None  # feature (mean, std) to fold at the end
+    job: distributed.Distributed
+    streamed: bool = False
+    slice_chunk: int | None = None
     optimizer: torch.optim.Optimizer = None
     scheduler: torch.optim.lr_scheduler.LRScheduler = None
     scaler: torch.amp.GradScaler = None
@@ -221,7 +256,12 @@ class _Setup:
 
     @property
     def steps_per_epoch(self) -> int:
-        return math.ceil(len(self.x_train) / self.batch_size)
+        return len(self.global_batches(torch.arange(len(self.x_train))))
+
+    def global_batches(self, order: torch.Tensor) -> list[torch.Tensor]:
+        """The epoch's global batches; with N processes a last batch under N is dropped."""
+        batches = index_batches(order, self.batch_size)
+        return [b for b in batches if len(b) >= self.job.world_size]
 
 
 @dataclass
@@ -266,32 +306,66 @@ def _frozen_inputs(model, cohort, features, train_rows, val_rows, batch_size, de
         model.encoder.load_state_dict(features.encoder.state_dict())
         train_values, val_values = features.values[train_rows], features.values[val_rows]
     mean, std = feature_standardisation(torch.from_numpy(train_values))
-    scaled = [torch.from_numpy((v - mean.numpy()) / std.numpy()).to(device)
+    scaled = [ResidentVolumes(torch.from_numpy((v - mean.numpy()) / std.numpy()).to(device))
               for v in (train_values, val_values)]  # fmt: skip
     return *scaled, (mean, std)
 
 
-def _set_up(model, cohort, task, batch_size, device, freeze_encoder, features) -> _Setup:
-    """Move the model and the train/val data to the device; pick the forward function."""
+def _train_forward(s: _Setup) -> nn.Module | Callable:
+    """What the training step calls: chunked or not, wrapped in DDP under torchrun."""
+    if s.freeze_encoder:
+        module = FeatureForward(s.model)
+    elif s.slice_chunk is not None:
+        module = ChunkedForward(s.model, s.slice_chunk)
+    else:
+        module = s.model
+    if not s.job.enabled:
+        return module
+    _set_train_mode(s)
+    if s.device.type == "cpu" and has_training_batch_norm(s.model):
+        raise ValueError(
+            "training on several CPU processes needs frozen batch-norm statistics "
+            "(SyncBatchNorm runs only on CUDA): pass freeze_encoder=True or a 'slice_chunk', "
+            "or use an encoder without batch norm ('scratch')."
+        )
+    ids = [s.device.index] if s.device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(module, device_ids=ids)
+
+
+def _set_up(model, cohort, task, batch_size, device, freeze_encoder, features, stream,
+            slice_chunk, job) -> _Setup:  # fmt: skip
+    """Move the model to the device, open the train/val data, pick the forward function."""
+    if job.enabled and batch_size % job.world_size:
+        raise ValueError(
+            f"'batch_size' ({batch_size}, volumes per step over all processes) must be a "
+            f"multiple of the {job.world_size} processes, so that every rank gets an equal share."
+        )
     model.to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
+        if job.enabled:
+            nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if freeze_encoder:
         model.encoder.requires_grad_(False)
     train_rows, val_rows = _rows(cohort, "train"), _rows(cohort, "val")
     y_train = cohort.targets(task, train_rows)
     loss_fn = _loss_function(task, model, y_train, device)
+    streamed = False
     if freeze_encoder:
         x_train, x_val, scaling = _frozen_inputs(
             model, cohort, features, train_rows, val_rows, batch_size, device
         )
         forward = model.forward_features
     else:
-        x_train, x_val = _volumes(cohort, train_rows, device), _volumes(cohort, val_rows, device)
+        n_bytes = _volume_bytes(cohort, len(train_rows) + len(val_rows))
+        streamed = choose_stream(stream, n_bytes, device)
+        x_train, x_val = (volume_source(cohort.volumes, rows, device, streamed)
+                          for rows in (train_rows, val_rows))  # fmt: skip
         forward, scaling = model, None
-    return _Setup(
+    s = _Setup(
         model=model,
         forward=forward,
+        train_forward=None,
         task=task,
         device=device,
         x_train=x_train,
@@ -302,7 +376,12 @@ def _set_up(model, cohort, task, batch_size, device, freeze_encoder, features) -
         batch_size=batch_size,
         freeze_encoder=freeze_encoder,
         scaling=scaling,
+        job=job,
+        streamed=streamed,
+        slice_chunk=slice_chunk,
     )
+    s.train_forward = _train_forward(s)
+    return s
 
 
 def _set_up_optimiser(s: _Setup, recipe: Recipe, epochs: int, seed: int) -> None:
@@ -323,38 +402,49 @@ def _recipe(recipe, lr, weight_decay, warmup_epochs) -> Recipe:
 # ---------------------------------------------------------------- the loop
 
 
-def _set_train_mode(model: nn.Module, freeze_encoder: bool) -> None:
-    model.train()
-    if freeze_encoder:
-        model.encoder.eval()  # frozen means frozen: batch-norm statistics stay as loaded
+def _set_train_mode(s: _Setup) -> None:
+    s.model.train()
+    if s.freeze_encoder:
+        s.model.encoder.eval()  # frozen means frozen: batch-norm statistics stay as loaded
+    elif s.slice_chunk is not None:
+        freeze_batch_norm(s.model.encoder)  # a chunk must not normalise with its own stats
 
 
 def _train_epoch(s: _Setup, bar) -> float:
-    """One pass over the training split in a random order; returns the mean loss."""
-    _set_train_mode(s.model, s.freeze_encoder)
-    order = torch.randperm(len(s.x_train), generator=s.generator).to(s.device)
-    total = 0.0
-    for start in range(0, len(order), s.batch_size):
-        batch = order[start : start + s.batch_size]
+    """One pass over the training split in a random order; returns the mean loss.
+
+    Every process draws the same order and global batches and trains on its share.
+    """
+    _set_train_mode(s)
+    order = torch.randperm(len(s.x_train), generator=s.generator)
+    batches = s.global_batches(order)
+    local = [distributed.shard(b, s.job) for b in batches]
+    total = torch.zeros(2, dtype=torch.float64)  # (sum of losses, volumes) on this rank
+    for batch, whole, x in zip(local, batches, s.x_train.batches(local), strict=True):
         with autocast(s.device):
-            out = s.forward(s.x_train[batch].float())
-        loss = s.loss_fn(out.float(), s.y_train[batch])
+            out = s.train_forward(x)
+        loss = s.loss_fn(out.float(), s.y_train[batch.to(s.device)])
+        # DDP averages over ranks; weighting by the share makes that the global batch's mean.
+        share = len(batch) * s.job.world_size / len(whole) if s.job.enabled else 1
         s.optimizer.zero_grad(set_to_none=True)
-        s.scaler.scale(loss).backward()
+        s.scaler.scale(loss * share if s.job.enabled else loss).backward()
         s.scaler.step(s.optimizer)
         s.scaler.update()
         s.scheduler.step()
-        total += float(loss.detach()) * len(batch)
+        total += torch.tensor([float(loss.detach()) * len(batch), len(batch)], dtype=torch.float64)
         bar.update(1)
-    return total / len(order)
+    if s.job.enabled:
+        torch.distributed.all_reduce(total)
+    return float(total[0] / total[1])
 
 
 def _validate(s: _Setup) -> tuple[float, dict[str, float]]:
-    """Validation loss and metrics of the model as it is now."""
+    """Validation loss and metrics of the model as it is now (rank 0's, on every rank)."""
     s.model.eval()
     out = torch.from_numpy(_outputs(s.forward, s.x_val, s.batch_size, s.device))
     loss = float(s.loss_fn(out.to(s.device), s.y_val))
-    return loss, _metrics(s.task, s.y_val.cpu().numpy(), out[:, 0].numpy())
+    found = loss, _metrics(s.task, s.y_val.cpu().numpy(), out[:, 0].numpy())
+    return distributed.broadcast_object(found)  # every rank takes the same decisions
 
 
 def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -386,9 +476,11 @@ def _finish(s: _Setup, loop: _Loop, cohort: Cohort, features, started: float) ->
         fold_standardisation(s.model.project, *s.scaling)
     s.model.task = s.task
     metrics = {}
+    stream = True if s.streamed else "auto"  # a streamed cohort is scored streamed too
     for split in ("val", "test"):
         if len(cohort.indices(split)):
-            found = evaluate(s.model, cohort, split, s.task, s.batch_size, s.device, features)
+            found = evaluate(s.model, cohort, split, s.task, s.batch_size, s.device, features,
+                             stream)  # fmt: skip
             metrics.update({f"{split}_{k}": v for k, v in found.items()})
     return FitResult(
         history=pd.DataFrame(loop.history),
@@ -398,6 +490,8 @@ def _finish(s: _Setup, loop: _Loop, cohort: Cohort, features, started: float) ->
         best_epoch=loop.best_epoch,
         task=s.task,
         device=str(s.device),
+        streamed=s.streamed,
+        **s.job.as_dict(),
     )
 
 
@@ -418,6 +512,8 @@ def fit(
     weight_decay: float | None = None,
     warmup_epochs: float | None = None,
     callback: Callable[[dict], None] | None = None,
+    stream: bool | str = "auto",
+    slice_chunk: int | None = None,
     recipe: str | Recipe = "book",
 ) -> FitResult:
     """Train ``model`` on ``cohort``'s train split, early-stopping on its val split.
@@ -427,10 +523,11 @@ def fit(
         cohort: volumes with a ``split`` column holding train, val and test rows.
         task: ``"age"`` (regression, years) or ``"ad"`` (AD vs CN, one logit).
         epochs: the most epochs to train (the schedule spans all of them).
-        batch_size: volumes per step.
+        batch_size: volumes per step (over all processes under ``torchrun``).
         lr: the (peak) learning rate; ``None``: the recipe's.
         seed: seeds the initial RNG state, batch order and dropout.
-        device: ``"cuda"``, ``"cpu"``; ``None`` picks CUDA when available.
+        device: ``"cuda"``, ``"cpu"``; ``None`` picks CUDA when available (under
+            ``torchrun``, each rank takes GPU ``LOCAL_RANK``).
         freeze_encoder: keep the 2D encoder fixed (``requires_grad=False``); train the rest on
             its features standardised with the training slices' statistics, folded into
             ``model.project`` on return.
@@ -445,6 +542,11 @@ def fit(
         callback: called with each epoch's history row (a dict) after it is recorded.
         recipe: the optimiser and schedule, a name in ``slicemri_lite.recipes.RECIPES``
             (``"book"``, ``"book_finetune"``, ``"paper"``) or a ``Recipe``.
+        stream: ``True`` reads every batch from the cohort's (memory-mapped) volumes,
+            ``False`` copies the train and val volumes to the device first, ``"auto"``
+            streams when they exceed half the free device memory. Same results either way.
+        slice_chunk: run the encoder on this many slices at a time with activation
+            checkpointing and frozen batch-norm statistics (``None``: all slices at once).
 
     Returns:
         A ``FitResult``; ``model`` holds the best weights on return and ``model.task == task``.
@@ -459,21 +561,24 @@ def fit(
             "projection (a SliceSetNet with an ImageNet encoder); the paper's small CNN and "
             "the 3D CNN train end to end."
         )
+    if slice_chunk is not None and not hasattr(model, "slice_features"):
+        raise ValueError("'slice_chunk' needs a model with a 2D encoder (a SliceSetNet).")
     started = time.perf_counter()
-    device = resolve_device(device)
-    torch.manual_seed(seed)
+    job, device = distributed.set_up(resolve_device(device))
+    torch.manual_seed(seed + job.rank)  # dropout differs per rank; DDP syncs the weights
     recipe = _recipe(recipe, lr, weight_decay, warmup_epochs)
-    s = _set_up(model, cohort, task, batch_size, device, freeze_encoder, features)
+    s = _set_up(model, cohort, task, batch_size, device, freeze_encoder, features, stream,
+                slice_chunk, job)  # fmt: skip
     _set_up_optimiser(s, recipe, epochs, seed)
     config = {"task": task, "epochs": epochs, "batch_size": batch_size, "seed": seed,
               "recipe": recipe.as_dict(), "freeze_encoder": freeze_encoder,
-              "n_train": len(s.x_train)}  # fmt: skip
+              "n_train": len(s.x_train), "slice_chunk": slice_chunk}  # fmt: skip
     loop = _Loop()
     if checkpoint is not None and Path(checkpoint).exists():
         loop = _resume(checkpoint, config, s)
     total = epochs * s.steps_per_epoch
-    with tqdm(total=total, initial=loop.epoch * s.steps_per_epoch, disable=not progress,
-              desc="training", unit="batch") as bar:  # fmt: skip
+    with tqdm(total=total, initial=loop.epoch * s.steps_per_epoch,
+              disable=not progress or not job.is_main, desc="training", unit="batch") as bar:  # fmt: skip
         while loop.epoch < epochs and not loop.stopped:
             tic = time.perf_counter()
             train_loss = _train_epoch(s, bar)
@@ -492,19 +597,24 @@ def fit(
 
 
 def _save(path, config: dict, loop: _Loop, s: _Setup) -> None:
-    """Write the whole training state atomically (a crash leaves the previous file intact)."""
-    payload = {
-        "config": config,
-        "loop": asdict(loop),
-        "model": _cpu_state(s.model),
-        "optimizer": s.optimizer.state_dict(),
-        "scheduler": s.scheduler.state_dict(),
-        "scaler": s.scaler.state_dict(),
-        "generator": s.generator.get_state(),
-        "torch_rng": torch.get_rng_state(),
-    }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    """Write the whole training state atomically (a crash leaves the previous file intact).
+
+    Under ``torchrun`` rank 0 writes and every rank waits until the file is complete.
+    """
+    if s.job.is_main:
+        payload = {
+            "config": config,
+            "loop": asdict(loop),
+            "model": _cpu_state(s.model),
+            "optimizer": s.optimizer.state_dict(),
+            "scheduler": s.scheduler.state_dict(),
+            "scaler": s.scaler.state_dict(),
+            "generator": s.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+        }
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
+    distributed.barrier()
 
 
 def _resume(path, config: dict, s: _Setup) -> _Loop:

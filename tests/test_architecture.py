@@ -9,7 +9,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "slicemri_lite"
 
 # ARCHITECTURE.md's layers, top (imported by everything) to bottom (imports the rest).
 LAYERS = [
-    {"validation", "atomic", "env", "geometry"},
+    {"validation", "atomic", "env", "geometry", "distributed"},
     {
         "cohort",
         "splits",
@@ -21,9 +21,10 @@ LAYERS = [
         "nifti",
         "oasis",
         "data",
+        "streaming",
     },
     {"metrics", "baselines"},
-    {"encoders", "paper_checkpoint", "models", "saving"},
+    {"encoders", "paper_checkpoint", "models", "saving", "slice_chunks"},
     {"features"},
     {"recipes", "train", "profiles"},
     {"runs", "experiments", "compare", "positions"},

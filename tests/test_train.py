@@ -211,17 +211,3 @@ def test_bad_arguments_are_reported():
         fit(Conv3DNet(volume_shape=SHAPE), cohort, freeze_encoder=True, **QUIET)
     with pytest.raises(ValueError, match=r"'split' must be one of"):
         predict(scratch_net(), cohort, split="validation", task="age")
-
-
-def test_benchmark_measures_model_and_bare_encoder_on_the_same_slices(tmp_path):
-    from slicemri_lite.bench import main
-
-    out = tmp_path / "bench.json"
-    result = main(["--device", "cpu", "--resolution", "4", "--encoder", "scratch",
-                   "--batch-size", "1", "--steps", "1", "--warmup", "0", "--out", str(out)])  # fmt: skip
-    assert out.exists() and result["slices_per_batch"] == 46
-    for mode in ("train", "inference"):
-        assert result[f"{mode}_model_volumes_per_s"] > 0
-        assert result[f"{mode}_encoder_volumes_per_s"] > 0
-        ratio = result[f"{mode}_model_volumes_per_s"] / result[f"{mode}_encoder_volumes_per_s"]
-        assert result[f"{mode}_model_over_encoder"] == pytest.approx(ratio)

@@ -1,0 +1,100 @@
+"""Every profile's grid runs with the profile's own settings, sizes aside, on this machine.
+
+The ``gpu`` profile's first run should not be a student's on Colab. Each configuration of
+each profile's brain-age grid trains here once with that profile's encoder, batch size,
+learning rate and frozen/fine-tuned mode; only the sizes change (a 12-subject 4 mm cohort,
+one epoch) and the device is forced to the CPU. Tests never download: where a grid asks
+for ResNet ImageNet weights, these tests load random weights in their place (the
+EfficientNet-Lite0 weights ship with a package and are the real ones). The paper's small
+CNN fits only the 2 mm grid, and fine-tuning it there at the gpu profile's batch of 8
+needs several GB, more than this shared machine gives a test: it runs in
+``make gpu-check`` (below), with what is truly CUDA's: bf16 autocast, channels_last, NCCL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from slicemri_lite import encoders
+from slicemri_lite.experiments import GRIDS, Experiment, RunSpec, grid_configs
+from slicemri_lite.profiles import PROFILES, get_profile
+
+PROFILE_NAMES = list(GRIDS["brain-age"].profiles)
+
+
+@pytest.fixture(scope="module")
+def tiny_cohort():
+    from slicemri_lite.data import synthetic_cohort
+
+    return synthetic_cohort(12, seed=0, resolution=4)  # 8 train, 2 val, 2 test
+
+
+@pytest.fixture
+def random_resnet_weights(monkeypatch):
+    """ResNet 'ImageNet' weights replaced by random ones: these tests never download."""
+    import torchvision.models as tvm
+
+    asked = []
+
+    def random_weights(name):
+        asked.append(name)
+        return getattr(tvm, name)(weights=None).state_dict()
+
+    monkeypatch.setattr(encoders, "load_torchvision_state_dict", random_weights)
+    return asked
+
+
+def test_every_grid_profile_is_a_profile_and_auto_picks_by_device():
+    assert set(PROFILE_NAMES) == set(PROFILES)
+    expected = "gpu" if torch.cuda.is_available() else "cpu"
+    assert get_profile("auto").name == expected
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", PROFILE_NAMES)
+def test_each_profile_trains_every_configuration_of_its_grid(
+    name, tiny_cohort, random_resnet_weights
+):
+    torch.set_num_threads(2)
+    settings = replace(get_profile(name), epochs=1, device="cpu")
+    configs, needs_2mm = [], []
+    for config in grid_configs(name):
+        try:
+            if config.model == "sliceset":
+                config.build(tiny_cohort.shape)
+        except ValueError:  # the paper's small CNN: slices too small on the 4 mm grid
+            needs_2mm.append(config)
+        else:
+            configs.append(config)
+    assert all(c.encoder == "scratch" for c in needs_2mm)
+    specs = [RunSpec(config, 8, seed=0, epochs=1) for config in configs]
+    experiment = Experiment(tiny_cohort, settings, progress=False)
+    results = experiment.run(specs)
+    assert len(results) == len(configs)
+    assert (results["status"] == "ok").all(), results[["model", "encoder", "init", "status"]]
+    assert np.isfinite(results["mae"]).all()
+    networks = results[results["model"].isin(["sliceset", "conv3d"])]
+    assert (networks["batch_size"] == settings.batch_size).all()  # the profile's own batch
+    uses_resnet = any(c.encoder == "resnet18" and c.init == "imagenet" for c in configs)
+    assert bool(random_resnet_weights) == uses_resnet  # and they were random, not downloaded
+    if name == "gpu":
+        modes = {(c.encoder, c.mode) for c in configs}
+        assert {("resnet18", "finetune"), ("efficientnet_lite0", "finetune")} <= modes
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (make gpu-check)")
+def test_the_gpu_profile_fine_tunes_on_cuda_with_bf16_and_channels_last(random_resnet_weights):
+    from slicemri_lite.data import synthetic_cohort
+    from slicemri_lite.runs import run_config
+
+    cohort = synthetic_cohort(12, seed=0, resolution=2)  # the gpu profile's own grid
+    settings = replace(get_profile("gpu"), epochs=1)
+    for config in grid_configs("gpu"):
+        if config.model == "sliceset" and config.mode == "finetune":
+            result = run_config(config, cohort, settings, seed=0)
+            assert np.isfinite(result.test).all() and len(result.test) == 2, config.label
