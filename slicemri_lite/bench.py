@@ -216,15 +216,20 @@ class PeakMemory:
 def _time_interleaved(steps: dict[str, Callable], device, repeats: int, warmup: int):
     """Median seconds and peak memory of each step function, called round by round.
 
-    Interleaving makes a slow spell of the machine (other jobs) hit every candidate alike.
+    Interleaving makes a slow spell of the machine (other jobs) hit every candidate alike;
+    the order rotates from round to round.
     """
     for step in steps.values():
         for _ in range(warmup):
             step()
     seconds = {name: [] for name in steps}
     peaks = dict.fromkeys(steps, 0)
-    for _ in range(repeats):
-        for name, step in steps.items():
+    names = list(steps)
+    for r in range(repeats):
+        # Each round starts one candidate later, so none always follows the same one (the
+        # paper-style pass's DataLoader workers exit while the next step starts).
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            step = steps[name]
             with PeakMemory(device) as memory:
                 tic = time.perf_counter()
                 step()
