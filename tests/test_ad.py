@@ -289,4 +289,4 @@ def test_the_ad_grid_cohort_is_enriched_and_large_enough_at_smoke(monkeypatch):
     assert seen["n_subjects"] >= 40 and seen["synthetic_config"] == ex.AD_COHORT
     seen.clear()
     ex.open_grid_cohort("brain-age", get_profile("smoke"))
-    assert seen == {"n_subjects": 24}
+    assert seen == {"n_subjects": 24, "progress": False}

@@ -34,7 +34,7 @@ def test_make_synthetic_writes_the_same_cohort_as_the_library(tmp_path, capsys):
 @pytest.mark.slow
 def test_make_synthetic_profile_fills_the_cache_the_chapters_open(tmp_path, monkeypatch, capsys):
     from slicemri_lite import features
-    from slicemri_lite.data import open_cohort
+    from slicemri_lite.data import cohort_cache_path, open_cohort
     from slicemri_lite.experiments import grid_configs
     from slicemri_lite.profiles import get_profile
 
@@ -44,14 +44,15 @@ def test_make_synthetic_profile_fills_the_cache_the_chapters_open(tmp_path, monk
     script("make_synthetic").main(["--profile", "smoke"])
     out = capsys.readouterr().out
     assert "profile smoke" in out and "resnet18-imagenet-sagittal skipped" in out
-    cached = sorted((tmp_path / "cohorts").iterdir())
-    assert len(cached) == 1
-    # every frozen feature array the smoke grid reads is on disk, except the offline one
-    frozen = {c.feature_spec(0).name for c in grid_configs("smoke") if c.needs_features}
-    stored = {p.name for p in (tmp_path / "features" / cached[0].name).iterdir()}
-    assert stored == frozen - {"resnet18-imagenet-sagittal"}
-    features.clear_memory_cache()
     smoke = get_profile("smoke")
+    brain_age = cohort_cache_path("synthetic", smoke.n_subjects, 4, 0, data_dir=tmp_path)
+    assert brain_age.is_dir()  # the chapters' cohort (other grids add their own)
+    cached = sorted((tmp_path / "cohorts").iterdir())
+    # every frozen feature array the smoke brain-age grid reads is on disk, except offline
+    frozen = {c.feature_spec(0).name for c in grid_configs("smoke") if c.needs_features}
+    stored = {p.name for p in (tmp_path / "features" / brain_age.name).iterdir()}
+    assert frozen - {"resnet18-imagenet-sagittal"} <= stored
+    features.clear_memory_cache()
     opened = open_cohort("synthetic", n_subjects=smoke.n_subjects, resolution=smoke.resolution)
     assert len(opened) == smoke.n_subjects
     assert sorted((tmp_path / "cohorts").iterdir()) == cached  # opened, not built again
