@@ -9,8 +9,10 @@ recipe     what it is
 ``book``   the book's faster recipe for frozen features on a CPU: AdamW (decoupled weight
            decay 1e-2), lr 1e-3 reached by a one-epoch linear warmup, then a half cosine
            to zero at the last epoch; early stopping after 5 epochs without progress.
-``book_finetune``  the same at lr 3e-4: what the book used to fine-tune whole ResNets on
-           a GPU before it adopted the paper's recipe there.
+``book_finetune``  the same at lr 3e-4, for your own experiments. The grids train every
+           network end to end (fine-tuned encoders, the 3D CNN) with ``paper`` at every
+           profile: at lr 1e-3 such a network collapsed to one age for everyone
+           (``runs.recipe_for``).
 =========  =================================================================================
 
 One difference hides in the loss: the paper's is the squared error in years, the book's

@@ -91,3 +91,19 @@ def test_each_profile_names_its_recipe():
     assert recipe_for_profile("gpu").name == "paper"
     assert {recipe_for_profile(p).name for p in ("smoke", "cpu")} == {"book"}
     assert set(PROFILES) <= {"smoke", "cpu", "gpu"}
+
+
+@pytest.mark.parametrize("profile", ["smoke", "cpu", "gpu"])
+def test_networks_trained_end_to_end_take_the_papers_recipe_at_every_profile(profile):
+    from slicemri_lite.profiles import get_profile
+    from slicemri_lite.runs import ModelConfig, recipe_for
+
+    prof = get_profile(profile)
+    end_to_end = [
+        ModelConfig("conv3d"),
+        ModelConfig("sliceset", "efficientnet_lite0", "imagenet", "finetune"),
+        ModelConfig("sliceset", "scratch", "random", "finetune"),
+    ]
+    assert {recipe_for(c, prof).name for c in end_to_end} == {"paper"}
+    frozen = ModelConfig("sliceset", "efficientnet_lite0", "imagenet", "frozen")
+    assert recipe_for(frozen, prof) == recipe_for_profile(profile)  # the book's on a CPU
