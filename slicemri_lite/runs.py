@@ -208,7 +208,9 @@ def run_config(
         cohort: train, val and test rows (a training subset already taken).
         profile: the networks' epochs, batch size, learning rate and device.
         seed: seeds the network's initial weights and batch order.
-        patience: early stopping's, in epochs.
+        patience: early stopping's, in epochs, for a recipe that stops early; a recipe
+            that never does (the paper's: patience 100 against at most 100 epochs) trains
+            every epoch and keeps the best validation epoch's weights, as the paper does.
         features: the cohort's frozen slice features (same rows), needed by frozen configs.
         task: ``"age"`` or ``"ad"``.
     """
@@ -229,10 +231,11 @@ def run_config(
     not_test = np.flatnonzero(cohort.table["split"] != "test")
     train_val = cohort.subset(not_test)
     train_features = None if features is None else features.subset(not_test)
+    recipe = recipe_for(config, profile)
+    patience = None if recipe.patience is None else patience
     result = fit(model, train_val, task=task, epochs=profile.epochs, seed=seed,
                  patience=patience, progress=False, batch_size=profile.batch_size,
-                 device=profile.device, features=train_features,
-                 recipe=recipe_for(config, profile))  # fmt: skip
+                 device=profile.device, features=train_features, recipe=recipe)  # fmt: skip
     val, test = (predict(model, cohort, split, task, profile.batch_size, profile.device, features)
                  for split in ("val", "test"))  # fmt: skip
     return RunResult(val, test, result.best_epoch)

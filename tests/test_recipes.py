@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 
@@ -107,3 +108,32 @@ def test_networks_trained_end_to_end_take_the_papers_recipe_at_every_profile(pro
     assert {recipe_for(c, prof).name for c in end_to_end} == {"paper"}
     frozen = ModelConfig("sliceset", "efficientnet_lite0", "imagenet", "frozen")
     assert recipe_for(frozen, prof) == recipe_for_profile(profile)  # the book's on a CPU
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        (("conv3d",), None),  # the paper's recipe: every epoch, the best val epoch kept
+        (("sliceset", "efficientnet_lite0", "imagenet", "frozen"), 3),  # the book's stops
+    ],
+)
+def test_the_grid_patience_applies_only_to_recipes_that_stop_early(monkeypatch, config, expected):
+    from data_fixtures import planted_cohort
+
+    from slicemri_lite import runs
+    from slicemri_lite.features import SliceFeatures
+    from slicemri_lite.profiles import get_profile
+
+    seen = {}
+
+    def fake_fit(model, cohort, **options):
+        seen.update(options)
+        raise StopIteration  # the options are all this test needs
+
+    monkeypatch.setattr(runs, "fit", fake_fit)
+    cohort = planted_cohort()
+    values = np.zeros((len(cohort), cohort.shape[0], 4), np.float32)
+    features = SliceFeatures(values, None, "efficientnet_lite0")
+    with pytest.raises(StopIteration):
+        runs.run_config(runs.ModelConfig(*config), cohort, get_profile("cpu"), 0, 3, features)
+    assert seen["patience"] == expected
