@@ -165,17 +165,30 @@ def feature_standardisation(
     return mean.float(), std.float()
 
 
+# Slices through the encoder at once when encoding: bounds the activations' memory (at
+# 2 mm, 8 volumes are 728 sagittal slices, over a gigabyte of activations in one pass).
+SLICE_BATCH = 64
+
+
 @torch.no_grad()
 def encode_volumes(
-    net: nn.Module, volumes, rows=None, batch_size: int = 8, device=None
+    net: nn.Module,
+    volumes,
+    rows=None,
+    batch_size: int = 8,
+    device=None,
+    slice_batch: int = SLICE_BATCH,
 ) -> np.ndarray:
     """Run a slice model's encoder over ``(N, X, Y, Z)`` volumes: ``(n, S, E)`` float32.
 
     Args:
-        net: a slice model (anything with ``slice_features``); its encoder is used as it is.
+        net: a slice model (``to_slices``, ``encoder``, ``n_slices``); its encoder is used
+            as it is, in eval mode.
         volumes: ``(N, X, Y, Z)``, e.g. a cohort's memory-mapped array.
         rows: the rows to encode (default all); ``batch_size`` volumes are read at a time.
         device: where the encoder runs.
+        slice_batch: the most slices through the encoder at once (memory stays bounded
+            whatever the grid; the features do not depend on it).
     """
     from slicemri_lite.env import autocast, resolve_device
 
@@ -188,7 +201,10 @@ def encode_volumes(
         batch = np.asarray(volumes[rows[start : start + batch_size]], dtype=np.float32)
         x = torch.from_numpy(batch)[:, None].to(device)
         with autocast(device):
-            chunks.append(net.slice_features(x).float().cpu().numpy())
+            slices = net.to_slices(x)  # (B*S, 1, H, W)
+            parts = [net.encoder(part).float() for part in slices.split(slice_batch)]
+        features = torch.cat(parts).reshape(len(x), net.n_slices, -1)
+        chunks.append(features.cpu().numpy())
     net.encoder.train(encoder_was_training)
     return np.concatenate(chunks)
 

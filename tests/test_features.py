@@ -111,3 +111,20 @@ def test_bad_specs_are_refused():
         FeatureSpec("scratch", "pretrained")
     with pytest.raises(ValueError, match="'axis' must be one of"):
         FeatureSpec("scratch", "random", "oblique")
+
+
+def test_encoding_in_slice_batches_gives_the_same_features():
+    from slicemri_lite.models import SliceSetNet
+
+    cohort = small_cohort().subset(range(3))
+    torch.manual_seed(0)
+    net = SliceSetNet.paper("resnet18", volume_shape=cohort.shape, pretrained=False)
+    whole = feat.encode_volumes(net, cohort.volumes, slice_batch=10_000)
+    chunked = feat.encode_volumes(net, cohort.volumes, batch_size=2, slice_batch=7)
+    assert whole.shape == (3, cohort.shape[0], whole.shape[-1])
+    np.testing.assert_allclose(chunked, whole, rtol=1e-4, atol=1e-5)
+    with torch.no_grad():  # and the same as the model's own pass over whole volumes
+        direct = net.eval().slice_features(
+            torch.from_numpy(np.asarray(cohort.volumes, np.float32))[:, None]
+        )
+    np.testing.assert_allclose(whole, direct.numpy(), rtol=1e-4, atol=1e-5)
