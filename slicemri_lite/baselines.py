@@ -159,7 +159,8 @@ class VoxelRidge:
     def blocks(self, cohort: Cohort, split: str) -> np.ndarray:
         """``(n, F)`` block means of one split."""
         factor = max(1, round(self.block_mm / float(voxel_size(cohort.affine).mean())))
-        return downsample_volumes(cohort.volumes[cohort.indices(split)], factor)
+        split_volumes = cohort.subset(cohort.indices(split)).volumes  # read in chunks
+        return downsample_volumes(split_volumes, factor)
 
     def fit(self, cohort: Cohort) -> VoxelRidge:
         """Fit on the ``train`` split, choose the penalty on ``val``."""

@@ -90,3 +90,40 @@ def test_newer_format_is_refused(tmp_path):
 def test_missing_folder_is_refused(tmp_path):
     with pytest.raises(CohortCacheError, match="does not exist"):
         load_cohort(tmp_path / "nothing")
+
+
+def test_a_subset_of_a_cached_cohort_reads_its_volumes_only_when_indexed(tmp_path):
+    from slicemri_lite.cohort import RowView
+
+    cohort = small_cohort()
+    cohort.save(tmp_path / "c")
+    loaded = load_cohort(tmp_path / "c")
+    rows = np.array([7, 2, 30, 11])
+    sub = loaded.subset(rows)
+    assert isinstance(sub.volumes, RowView)  # nothing read yet
+    assert sub.volumes.shape == (4, *cohort.shape) and len(sub) == 4
+    assert sub.volumes.dtype == cohort.volumes.dtype and sub.volumes.ndim == 4
+    expected = cohort.volumes[rows]
+    np.testing.assert_array_equal(np.asarray(sub.volumes), expected)
+    np.testing.assert_array_equal(sub.volumes[1], expected[1])
+    np.testing.assert_array_equal(sub.volumes[1:3], expected[1:3])
+    np.testing.assert_array_equal(sub.volumes[[3, 0]], expected[[3, 0]])
+    np.testing.assert_array_equal(sub.volumes[2, :, 5], expected[2, :, 5])
+    np.testing.assert_array_equal(sub.volumes[[0, 1], 3], expected[[0, 1], 3])
+    again = sub.subset([3, 1])  # a subset of a subset is still a view of the file
+    assert isinstance(again.volumes, RowView)
+    np.testing.assert_array_equal(np.asarray(again.volumes), cohort.volumes[[11, 2]])
+    assert (
+        again.table["participant_id"].tolist()
+        == cohort.table["participant_id"].iloc[[11, 2]].tolist()
+    )
+    assert sub.volumes.astype(np.float32).dtype == np.float32
+    again.save(tmp_path / "again")  # and it saves like any cohort
+    np.testing.assert_array_equal(load_cohort(tmp_path / "again").volumes, cohort.volumes[[11, 2]])
+
+
+def test_a_subset_of_an_in_memory_cohort_is_a_copy():
+    cohort = small_cohort()
+    sub = cohort.subset([0, 1])
+    assert isinstance(sub.volumes, np.ndarray)
+    np.testing.assert_array_equal(sub.volumes, cohort.volumes[:2])
