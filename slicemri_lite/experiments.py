@@ -148,9 +148,10 @@ def _frozen(*encoders: str) -> tuple[ModelConfig, ...]:
 
 
 def _probes(*encoders: str) -> tuple[ModelConfig, ...]:
-    """Linear probes: ridge on slice-averaged frozen features, ImageNet and random."""
-    return tuple(ModelConfig("probe", e, init, "frozen") for e in encoders
-                 for init in ("imagenet", "random"))  # fmt: skip
+    """Linear probes, ImageNet and random: ridge on frozen features averaged over slices,
+    and on every slice's features side by side."""
+    return tuple(ModelConfig("probe", e, init, "frozen", aggregation=how) for e in encoders
+                 for how in ("mean", "concat") for init in ("imagenet", "random"))  # fmt: skip
 
 
 def _finetune(*encoders: str) -> tuple[ModelConfig, ...]:
@@ -446,6 +447,8 @@ def _architecture(config: ModelConfig) -> str:
         return "the training mean"
     if config.model == "ridge":
         return "ridge on ~8 mm voxel blocks"
+    if config.model == "probe" and config.aggregation == "concat":
+        return f"ridge on every slice's frozen {config.encoder} features, side by side"
     if config.model == "probe":
         return f"ridge on slice-averaged frozen {config.encoder} features"
     if config.model == "conv3d":

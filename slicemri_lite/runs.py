@@ -7,7 +7,8 @@ penalty choice on val) and returns its test predictions. Models:
 - ``"age_only"`` (AD only): logistic regression on age alone, the bar an AD image model
   must clear to show it sees more than age;
 - ``"probe"``: a linear probe, ``Ridge`` on the frozen encoder's slice features averaged
-  over slices (penalty chosen on val, as for ``"ridge"``);
+  over slices (``aggregation="mean"``) or every slice's side by side
+  (``aggregation="concat"``), penalty chosen on val as for ``"ridge"``;
 - ``"sliceset"``: a ``SliceSetNet``; ``mode="frozen"`` trains position, pooling and head on
   the cohort's frozen slice features (``slicemri_lite.features``, computed once per
   cohort and encoder), ``mode="finetune"`` trains every weight end to end;
@@ -62,6 +63,8 @@ MODES = ("-", "frozen", "finetune")
 # LayerNorm over the (slices x features) block ("paper" norm: joint with a position code,
 # none without); the other norms and codes are the book's variants for the ablations.
 SLICE_OPTIONS = {"axis": "sagittal", "position": "learned", "norm": "paper", "aggregation": "mean"}
+# A linear probe reads the features averaged over slices, or every slice's side by side.
+PROBE_AGGREGATIONS = ("mean", "concat")
 
 
 def run_label(model: str, encoder: str = "-", init: str = "-", mode: str = "-", **options) -> str:
@@ -71,7 +74,8 @@ def run_label(model: str, encoder: str = "-", init: str = "-", mode: str = "-", 
     ``"scratch finetune axial position=none"``.
     """
     if model == "probe":
-        return f"{encoder} {init} probe"
+        concat = " concat" if options.get("aggregation") == "concat" else ""
+        return f"{encoder} {init} probe{concat}"
     if model != "sliceset":
         return model
     init = "" if encoder == "scratch" else f" {init}"
@@ -110,6 +114,8 @@ class ModelConfig:
         check_choice("mode", self.mode, MODES)
         if self.model == "probe" and self.mode != "frozen":
             raise ValueError("a 'probe' reads frozen features: its mode must be 'frozen'.")
+        if self.model == "probe":
+            check_choice("aggregation", self.aggregation, PROBE_AGGREGATIONS)
 
     @property
     def label(self) -> str:
@@ -225,7 +231,7 @@ def run_config(
     if config.model == "age_only":
         return _run_age_only(cohort, task)
     if config.model == "probe":
-        return _run_probe(cohort, features, task)
+        return _run_probe(cohort, features, task, config.aggregation)
     torch.manual_seed(seed)
     model = config.build(cohort.shape)
     not_test = np.flatnonzero(cohort.table["split"] != "test")
@@ -241,9 +247,19 @@ def run_config(
     return RunResult(val, test, result.best_epoch)
 
 
-def _run_probe(cohort: Cohort, features: SliceFeatures, task: str) -> RunResult:
-    """Ridge on slice-averaged frozen features: the linear probe."""
-    x = {s: features.pooled(cohort.indices(s)) for s in ("train", "val", "test")}
+def _run_probe(
+    cohort: Cohort, features: SliceFeatures, task: str, aggregation: str = "mean"
+) -> RunResult:
+    """The linear probe: ridge on frozen features averaged over slices (``"mean"``,
+    ``(n, E)``) or every slice's side by side (``"concat"``, ``(n, S * E)``)."""
+
+    def inputs(split: str) -> np.ndarray:
+        rows = cohort.indices(split)
+        if aggregation == "mean":
+            return features.pooled(rows)
+        return features.values[rows].reshape(len(rows), -1)
+
+    x = {s: inputs(s) for s in ("train", "val", "test")}
     y = {s: cohort.targets(task, cohort.indices(s)) for s in ("train", "val")}
     ridge = Ridge(task).fit(x["train"], y["train"], x["val"], y["val"])
     return RunResult(ridge.predict(x["val"]), ridge.predict(x["test"]))

@@ -43,7 +43,7 @@ def test_the_ridge_baseline_is_the_one_chapter_2_reports(nb):
 def test_each_verdict_follows_from_its_interval(nb):
     import re
 
-    for name in ("init_small", "init_full", "vs_ridge_full", "vs_probe_full"):
+    for name in ("init_small", "init_full", "vs_ridge_full", "vs_probe_full", "vs_concat_full"):
         sentence = _text(nb, name)
         assert any(v in sentence for v in VERDICTS), f"{name}: {sentence!r}"
         found = re.search(r"95% CI ([+-][0-9.]+) to ([+-][0-9.]+)", sentence)

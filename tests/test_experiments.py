@@ -19,6 +19,8 @@ from slicemri_lite.features import SliceFeatures
 from slicemri_lite.metrics import age_metrics
 from slicemri_lite.profiles import get_profile
 
+LITE0 = ex.LITE0
+
 
 def toy_cohort(n: int = 60, seed: int = 0, signal: float = 1.0) -> Cohort:
     """Small volumes whose centre brightens with age, plus noise; 60/20/20 splits."""
@@ -116,7 +118,9 @@ def test_grids_pair_imagenet_with_random_init_and_gpu_runs_everything():
         configs = set(ex.grid_configs(profile))
         for init in ("imagenet", "random"):
             assert ex.ModelConfig("sliceset", "efficientnet_lite0", init, "frozen") in configs
-            assert ex.ModelConfig("probe", "efficientnet_lite0", init, "frozen") in configs
+            for how in ("mean", "concat"):  # pooled over slices, and slices side by side
+                probe = ex.ModelConfig("probe", LITE0, init, "frozen", aggregation=how)
+                assert probe in configs
         assert {"mean", "ridge"} <= {c.model for c in configs}
         tuned = set(ex.grid_configs(profile, "brain-age-finetune"))
         for init in ("imagenet", "random"):  # the paper's comparison: both fine-tuned
@@ -379,3 +383,23 @@ def test_cli_runs_the_smoke_grid_and_writes_a_complete_table(tmp_path, capsys):
     assert (ok.loc[ok["spread"] == 0, "model"] == "mean").all()
     provenance = json.loads((out / "provenance.json").read_text())
     assert provenance["status"] == "complete" and "--profile smoke" in provenance["command"]
+
+
+def test_probe_reads_pooled_or_concatenated_slice_features_and_is_labelled_so():
+    cohort = planted_cohort(n=30)
+    rng = np.random.default_rng(0)
+    age = cohort.table["age"].to_numpy(np.float32)
+    values = rng.normal(size=(len(cohort), 5, 3)).astype(np.float32)
+    values[:, 2, 0] = age / 10  # one slice's feature carries age; the slice mean dilutes it
+    features = SliceFeatures(values, None, LITE0)
+    errors = {}
+    for how in ("mean", "concat"):
+        config = ex.ModelConfig("probe", LITE0, "imagenet", "frozen", aggregation=how)
+        result = runs.run_config(config, cohort, get_profile("smoke"), 0, features=features)
+        test = cohort.targets("age", cohort.indices("test"))
+        errors[how] = float(np.abs(result.test - test).mean())
+    assert errors["concat"] < 2 < errors["mean"]  # the mean over slices dilutes it
+    concat = ex.ModelConfig("probe", LITE0, "random", "frozen", aggregation="concat")
+    assert concat.label == "efficientnet_lite0 random probe concat"
+    with pytest.raises(ValueError, match="'aggregation' must be one of"):
+        ex.ModelConfig("probe", LITE0, "random", "frozen", aggregation="max")
