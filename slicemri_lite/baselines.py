@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from slicemri_lite.cohort import TASKS, Cohort
+from slicemri_lite.cohort import TASKS, Cohort, read_rows
 from slicemri_lite.geometry import voxel_size
 from slicemri_lite.metrics import age_metrics
 from slicemri_lite.validation import check_choice
@@ -44,7 +44,8 @@ def downsample_volumes(volumes: np.ndarray, factor: int, batch: int = 32) -> np.
         return np.asarray(volumes, dtype=np.float32).reshape(len(volumes), -1)
     chunks = []
     for start in range(0, len(volumes), batch):  # chunks keep a memory-mapped cohort on disk
-        x = torch.from_numpy(np.asarray(volumes[start : start + batch], dtype=np.float32))
+        rows = np.arange(start, min(start + batch, len(volumes)))
+        x = torch.from_numpy(read_rows(volumes, rows).astype(np.float32))
         pooled = F.avg_pool3d(x[:, None], factor, ceil_mode=True)
         chunks.append(pooled.flatten(1).numpy())
     return np.concatenate(chunks)
@@ -115,11 +116,11 @@ class Ridge:
             )
         target = np.where(y_train == 1, 1.0, -1.0) if self.task == "ad" else y_train
         solver = _GramSolver(x_train, target)
-        scale = float(np.mean(np.sum(solver.centred**2, axis=1))) or 1.0
+        scale = float(np.einsum("ij,ij->", solver.centred, solver.centred) / len(target)) or 1.0
         best = None
         for alpha in self.alphas:
             weights = solver.weights(alpha * scale)
-            predicted = (x_val - solver.x_mean) @ weights + solver.y_mean
+            predicted = (x_val @ weights) - (solver.x_mean @ weights) + solver.y_mean
             self.val_scores_[alpha] = self._score(y_val, predicted)
             if best is None or self.val_scores_[alpha] < self.val_scores_[best[0]]:
                 best = (alpha, weights)
@@ -135,9 +136,18 @@ class Ridge:
 
         return -float(roc_auc_score(y, predicted))
 
-    def predict(self, x) -> np.ndarray:
-        """``(m,)`` ages in years (age) or decision scores, higher = more AD-like (ad)."""
-        return (np.asarray(x, np.float64) - self.x_mean_) @ self.weights_ + self.y_mean_
+    def predict(self, x, rows_at_once: int = 64) -> np.ndarray:
+        """``(m,)`` ages in years (age) or decision scores, higher = more AD-like (ad).
+
+        ``rows_at_once`` rows are converted to float64 at a time (wide features, e.g. every
+        slice's side by side, stay within memory).
+        """
+        x = np.asarray(x)
+        parts = [
+            (np.asarray(x[i : i + rows_at_once], np.float64) - self.x_mean_) @ self.weights_
+            for i in range(0, len(x), rows_at_once)
+        ]
+        return (np.concatenate(parts) if parts else np.zeros(0)) + self.y_mean_
 
 
 @dataclass

@@ -29,6 +29,7 @@ from slicemri_lite.validation import check_choice
 __all__ = [
     "Cohort",
     "RowView",
+    "read_rows",
     "CohortCacheError",
     "DIAGNOSES",
     "FORMAT_VERSION",
@@ -44,6 +45,38 @@ REQUIRED_COLUMNS = ("participant_id", "age", "sex", "diagnosis", "split")
 DIAGNOSES = ("CN", "AD")
 SPLITS = ("train", "val", "test")
 TASKS = ("age", "ad")  # what a model predicts from a cohort: age in years, or AD vs CN
+
+
+def _whole_file_memmap(volumes) -> bool:
+    """Whether ``volumes`` maps a whole ``.npy`` file's data, C-contiguous (not a view)."""
+    if not isinstance(volumes, np.memmap) or not volumes.flags.c_contiguous:
+        return False
+    filename = getattr(volumes, "filename", None)
+    if not filename or not os.path.exists(filename):
+        return False
+    return int(volumes.offset) + volumes.nbytes == os.path.getsize(filename)
+
+
+def read_rows(volumes, rows) -> np.ndarray:
+    """``volumes[rows]`` as an in-memory array ``(n, X, Y, Z)``.
+
+    Rows of a memory-mapped cohort (or a ``RowView`` of one) are read with plain file
+    reads: pages read through the mapping would stay in the process's resident memory
+    (at 2 mm, 440 volumes are 765 MB); pages read this way stay in the OS's file cache.
+    """
+    rows = np.asarray(rows, dtype=int).reshape(-1)
+    if isinstance(volumes, RowView):
+        return read_rows(volumes.base, volumes.rows[rows])
+    if not _whole_file_memmap(volumes):
+        return np.asarray(volumes[rows])
+    out = np.empty((len(rows), *volumes.shape[1:]), dtype=volumes.dtype)
+    row_bytes = out[0].nbytes if len(rows) else 0
+    with open(volumes.filename, "rb", buffering=0) as file:
+        for i, row in enumerate(rows):
+            file.seek(int(volumes.offset) + int(row) * row_bytes)
+            if file.readinto(memoryview(out[i]).cast("B")) != row_bytes:
+                raise OSError(f"{volumes.filename}: row {row} could not be read whole.")
+    return out
 
 
 class RowView:
@@ -82,12 +115,13 @@ class RowView:
         first, rest = (index[0], index[1:]) if isinstance(index, tuple) else (index, ())
         picked = self.rows[first]
         if np.ndim(picked) == 0:
-            return self.base[int(picked)][rest] if rest else self.base[int(picked)]
-        values = np.asarray(self.base[picked])
+            values = read_rows(self.base, [int(picked)])[0]
+            return values[rest] if rest else values
+        values = read_rows(self.base, picked)
         return values[(slice(None), *rest)] if rest else values
 
     def __array__(self, dtype=None, copy=None):
-        values = np.asarray(self.base[self.rows])
+        values = read_rows(self.base, self.rows)
         return values if dtype is None else values.astype(dtype)
 
     def astype(self, dtype) -> np.ndarray:

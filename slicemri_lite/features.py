@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from slicemri_lite.atomic import atomic_path
-from slicemri_lite.cohort import Cohort, sha256_file
+from slicemri_lite.cohort import Cohort, read_rows, sha256_file
 from slicemri_lite.geometry import AXES, voxel_size
 from slicemri_lite.validation import check_choice
 
@@ -198,7 +198,7 @@ def encode_volumes(
     rows = np.arange(len(volumes)) if rows is None else np.asarray(rows, dtype=int)
     chunks = []
     for start in range(0, len(rows), batch_size):
-        batch = np.asarray(volumes[rows[start : start + batch_size]], dtype=np.float32)
+        batch = read_rows(volumes, rows[start : start + batch_size]).astype(np.float32)
         x = torch.from_numpy(batch)[:, None].to(device)
         with autocast(device):
             slices = net.to_slices(x)  # (B*S, 1, H, W)

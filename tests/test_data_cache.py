@@ -127,3 +127,34 @@ def test_a_subset_of_an_in_memory_cohort_is_a_copy():
     sub = cohort.subset([0, 1])
     assert isinstance(sub.volumes, np.ndarray)
     np.testing.assert_array_equal(sub.volumes, cohort.volumes[:2])
+
+
+def test_rows_of_a_cached_cohort_are_read_without_mapping_the_file(tmp_path):
+    import re
+
+    from slicemri_lite.cohort import read_rows
+
+    cohort = small_cohort()
+    cohort.save(tmp_path / "c")
+    loaded = load_cohort(tmp_path / "c")
+    rows = [5, 0, 39, 5]
+    np.testing.assert_array_equal(read_rows(loaded.volumes, rows), cohort.volumes[rows])
+    sub = loaded.subset([3, 4, 9])
+    np.testing.assert_array_equal(read_rows(sub.volumes, [2, 0]), cohort.volumes[[9, 3]])
+    np.testing.assert_array_equal(read_rows(loaded.volumes[2:6], [1]), cohort.volumes[[3]])
+
+    def mapped_kb() -> int:  # resident pages of the volumes file in this process
+        name = str(tmp_path / "c" / "volumes.npy")
+        text = open("/proc/self/smaps").read()
+        total = 0
+        for header, body in re.findall(r"^(\S+-\S+ .*)\n((?:[A-Z][^\n]*\n)+)", text, re.M):
+            if header.endswith(name):
+                total += int(re.search(r"^Rss:\s+(\d+)", body, re.M).group(1))
+        return total
+
+    before = mapped_kb()
+    np.asarray(sub.volumes)
+    read_rows(loaded.volumes, range(len(loaded)))
+    assert mapped_kb() - before < 64  # read, not mapped: the file's pages stay out of RSS
+    np.array(loaded.volumes)  # reading through the mapping itself does map them
+    assert mapped_kb() - before > 1024
