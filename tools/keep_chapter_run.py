@@ -13,7 +13,9 @@ keeps, in a new folder:
 Example (Chapter 7's full saliency sweep on two CPU cores)::
 
     python tools/keep_chapter_run.py book/07_interpretation.ipynb \\
-        --out results/saliency_cpu -p PROFILE cpu -p N_SCORED 16 -p LEVELS 5
+        --out results/saliency_cpu -p PROFILE cpu -p SWEEP "{'n_scored': 50, 'levels': 5}"
+
+(a value is read as a Python literal where it is one: numbers, dicts, ``None``).
 
 The executed notebook itself is not kept (its figures are large); rerun the command
 to see them.
@@ -26,6 +28,7 @@ import ast
 import json
 import os
 import platform
+import shlex
 import sys
 import tempfile
 import time
@@ -80,7 +83,7 @@ def _provenance(args, parameters: dict, started: float, status: str) -> dict:
     import torch
 
     return {
-        "command": "python tools/keep_chapter_run.py " + " ".join(sys.argv[1:]),
+        "command": "python tools/keep_chapter_run.py " + shlex.join(sys.argv[1:]),
         "notebook": str(args.notebook),
         "parameters": parameters,
         "status": status,
