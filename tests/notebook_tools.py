@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import nbformat
@@ -39,18 +40,20 @@ def execute_notebook(
     return nbformat.read(output, as_version=4)
 
 
+@functools.lru_cache(maxsize=1)
+def keeper():
+    """``tools/keep_chapter_run.py`` as a module (it reads glued values for kept runs)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("keep", ROOT / "tools" / "keep_chapter_run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def glued(nb: nbformat.NotebookNode) -> dict[str, str]:
     """Values recorded with ``myst_nb.glue``, as their ``text/plain`` form."""
-    values = {}
-    for cell in nb.cells:
-        for output in cell.get("outputs", []):
-            name = output.get("metadata", {}).get("scrapbook", {}).get("name")
-            if name is None:
-                continue
-            data = output.get("data", {})
-            text = data.get("application/papermill.record/text/plain", data.get("text/plain"))
-            values[name] = text
-    return values
+    return keeper().glued_values(nb)
 
 
 def glued_float(nb: nbformat.NotebookNode, name: str) -> float:

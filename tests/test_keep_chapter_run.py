@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import nbformat
 import pandas as pd
 import pytest
-from notebook_tools import ROOT
+from notebook_tools import keeper
 
-spec = importlib.util.spec_from_file_location("keep", ROOT / "tools" / "keep_chapter_run.py")
-keep = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(keep)
+keep = keeper()
 
 
 def _chapter(path, body: str) -> None:
