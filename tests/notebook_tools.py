@@ -56,6 +56,11 @@ def glued(nb: nbformat.NotebookNode) -> dict[str, str]:
     return keeper().glued_values(nb)
 
 
+def glued_text(nb: nbformat.NotebookNode, name: str) -> str:
+    """One glued string, without the quotes its ``text/plain`` form carries."""
+    return str(glued(nb)[name]).strip("'\"")
+
+
 def glued_float(nb: nbformat.NotebookNode, name: str) -> float:
     """One glued value as a float (raises KeyError naming the value when it is missing)."""
     values = glued(nb)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from notebook_tools import glued, glued_float
+from notebook_tools import glued, glued_float, glued_text
 
 from slicemri_lite.encoders import torchvision_weights_path
 from slicemri_lite.experiments import brain_age_grid
@@ -17,10 +17,6 @@ VERDICTS = ("within noise", "excludes zero", "too few seeds", "was not run")
 @pytest.fixture(scope="module")
 def nb(executed_chapter):
     return executed_chapter(STEM)
-
-
-def _text(nb, name: str) -> str:
-    return str(glued(nb)[name]).strip("'\"")
 
 
 def test_the_grid_ran_every_planned_run(nb):
@@ -37,30 +33,31 @@ def test_the_ridge_baseline_is_the_one_chapter_2_reports(nb):
     ridge = linear_baseline(smoke_cohort(), "age")["mae"]
     assert glued_float(nb, "ridge_mae") == pytest.approx(ridge, rel=1e-9)
     best, mean = glued_float(nb, "best_mae"), glued_float(nb, "mean_mae")
-    assert best <= min(ridge, mean) and _text(nb, "best_label")
+    assert best <= min(ridge, mean) and glued_text(nb, "best_label")
 
 
 def test_each_verdict_follows_from_its_interval(nb):
     import re
 
     for name in ("init_small", "init_full", "vs_ridge_full", "vs_probe_full", "vs_concat_full"):
-        sentence = _text(nb, name)
+        sentence = glued_text(nb, name)
         assert any(v in sentence for v in VERDICTS), f"{name}: {sentence!r}"
         found = re.search(r"95% CI ([+-][0-9.]+) to ([+-][0-9.]+)", sentence)
         if found:  # the verdict must say "within noise" exactly when the CI holds zero
             low, high = float(found[1]), float(found[2])
             assert ("within noise" in sentence) == (low <= 0 <= high), sentence
-    assert "efficientnet_lite0 imagenet frozen minus efficientnet_lite0 random frozen" in _text(
-        nb, "init_small"
+    assert (
+        "efficientnet_lite0 imagenet frozen minus efficientnet_lite0 random frozen"
+        in glued_text(nb, "init_small")
     )
-    assert "test participants" in _text(nb, "init_full")  # a bootstrap over participants
+    assert "test participants" in glued_text(nb, "init_full")  # a bootstrap over participants
 
 
 def test_missing_resnet_weights_are_skipped_and_said(nb):
     # the tests run chapters with an empty torch hub cache (conftest), so this is the
     # offline path every machine takes: no download, no silent random weights
     assert not torchvision_weights_path("resnet18").exists()
-    text = _text(nb, "skipped_text")
+    text = glued_text(nb, "skipped_text")
     assert "resnet18 imagenet frozen" in text
 
 
@@ -87,7 +84,7 @@ def test_undertrained_networks_are_counted(nb):
 
 
 def test_flat_runs_are_reported(nb):
-    text = _text(nb, "flat_text")
+    text = glued_text(nb, "flat_text")
     assert text == "No run predicts one age for everyone." or text.startswith(
         "These runs predict nearly one age for everyone: "
     )

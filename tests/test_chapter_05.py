@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from notebook_tools import glued, glued_float
+from notebook_tools import glued_float, glued_text
 
 from slicemri_lite.experiments import grid_runs
 
@@ -20,29 +20,25 @@ def nb(executed_chapter):
     return executed_chapter(STEM)
 
 
-def _text(nb, name: str) -> str:
-    return str(glued(nb)[name]).strip("'\"")
-
-
 def test_the_whole_smoke_grid_runs_live(nb):
     n_grid = glued_float(nb, "n_grid")
     assert glued_float(nb, "n_live") == n_grid  # at smoke nothing waits for a kept run
     assert n_grid == len(grid_runs("ablation", "smoke", int(glued_float(nb, "n_train"))))
-    assert "6 of them the paper's small CNN" in _text(nb, "later_text")  # 3 axes x position
+    assert "6 of them the paper's small CNN" in glued_text(nb, "later_text")  # 3 axes x position
 
 
 def test_each_verdict_follows_from_its_interval(nb):
     names = ["position_sagittal", "coronal_vs_sagittal", "axial_vs_sagittal", "best_variant",
              "ensemble_vs_best", "joined_vs_best", "shuffle_position"]  # fmt: skip
     for name in names:
-        sentence = _text(nb, name)
+        sentence = glued_text(nb, name)
         assert any(v in sentence for v in VERDICTS), f"{name}: {sentence!r}"
         found = re.search(r"95% CI ([+-][0-9.]+) to ([+-][0-9.]+)", sentence)
         assert found, sentence
         low, high = float(found[1]), float(found[2])
         assert ("within noise" in sentence) == (low <= 0 <= high), sentence
-    assert "axes averaged minus" in _text(nb, "ensemble_vs_best")
-    assert "axes joined minus" in _text(nb, "joined_vs_best")
+    assert "axes averaged minus" in glued_text(nb, "ensemble_vs_best")
+    assert "axes joined minus" in glued_text(nb, "joined_vs_best")
     helped, hurt = glued_float(nb, "n_position_helped"), glued_float(nb, "n_position_hurt")
     assert helped + hurt <= glued_float(nb, "n_position_pairs") >= 4
 

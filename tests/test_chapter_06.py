@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from notebook_tools import glued, glued_float
+from notebook_tools import glued_float, glued_text
 
 from slicemri_lite import experiments
 
@@ -17,10 +17,6 @@ def nb(executed_chapter):
     return executed_chapter(STEM)
 
 
-def _text(nb, name: str) -> str:
-    return str(glued(nb)[name]).strip("'\"")
-
-
 def test_the_cohort_is_enriched_so_every_split_has_both_classes(nb):
     assert glued_float(nb, "n_subjects") >= experiments.GRIDS["ad"].min_subjects
     assert glued_float(nb, "ad_share") > glued_float(nb, "default_share")
@@ -30,11 +26,11 @@ def test_the_cohort_is_enriched_so_every_split_has_both_classes(nb):
 
 
 def test_the_axis_is_one_of_the_three_and_every_image_model_faces_age_alone(nb):
-    assert _text(nb, "axis") in experiments.AXES
+    assert glued_text(nb, "axis") in experiments.AXES
     assert 0 <= glued_float(nb, "age_auc_low") <= glued_float(nb, "age_auc")
     assert glued_float(nb, "age_auc") <= glued_float(nb, "age_auc_high") <= 1
-    versus = _text(nb, "versus_age_labels").split("; ")
-    pretrained = _text(nb, "pretrained")
+    versus = glued_text(nb, "versus_age_labels").split("; ")
+    pretrained = glued_text(nb, "pretrained")
     assert pretrained in versus and "ridge" in versus and "conv3d" in versus
     assert any("random" in label for label in versus)
     assert any("position=none" in label for label in versus)
@@ -46,7 +42,7 @@ def test_the_threshold_comes_from_validation_and_its_rates_are_rates(nb):
         assert 0 <= glued_float(nb, name) <= 1
     assert 0 <= glued_float(nb, "brier") <= 1
     for name in ("init_effect", "position_effect"):
-        assert " AUC " in _text(nb, name) and "years" not in _text(nb, name)
+        assert " AUC " in glued_text(nb, name) and "years" not in glued_text(nb, name)
 
 
 def test_the_leaky_split_looks_better_than_the_participant_split(nb):
