@@ -16,7 +16,7 @@ import argparse
 import time
 
 from slicemri_lite.data import open_cohort, synthetic_cohort
-from slicemri_lite.experiments import GRIDS, prepare_grid_data
+from slicemri_lite.experiments import book_data_grids, prepare_grid_data
 from slicemri_lite.profiles import PROFILES, get_profile
 
 
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
             seed=args.seed,
         )
         print(f"profile {profile.name}: {cohort} ready ({time.perf_counter() - start:.1f} s)")
-        for name in GRIDS:
+        for name in book_data_grids():
             for line in prepare_grid_data(name, profile.name, seed=args.seed):
                 print(f"{line} ({time.perf_counter() - start:.1f} s)", flush=True)
         return

@@ -39,6 +39,7 @@ __all__ = [
     "plot_sample_efficiency",
     "roc_band",
     "run_label",
+    "run_labels",
     "summarize",
     "t_interval",
 ]
@@ -55,7 +56,8 @@ LOWER_IS_BETTER = ("mae", "rmse")
 BOOTSTRAP_METRICS = (*LOWER_IS_BETTER, "auc")
 
 
-def _labels(frame: pd.DataFrame) -> pd.Series:
+def run_labels(frame: pd.DataFrame) -> pd.Series:
+    """The ``run_label`` of every row of a results or predictions table."""
     return pd.Series(
         [run_label(**row) for row in frame[_config_keys(frame)].to_dict("records")],
         index=frame.index,
@@ -105,7 +107,7 @@ def summarize(results: pd.DataFrame, metric: str = "mae") -> pd.DataFrame:
 
 
 def _select(results: pd.DataFrame, label: str) -> pd.DataFrame:
-    return results[(_labels(results) == label) & (results["status"] == "ok")]
+    return results[(run_labels(results) == label) & (results["status"] == "ok")]
 
 
 def paired_difference(results: pd.DataFrame, a: str, b: str, metric: str = "mae") -> pd.DataFrame:
@@ -151,7 +153,7 @@ def _verdict(low: float, high: float, a: str, b: str, metric: str) -> str:
 
 def _error_matrix(predictions: pd.DataFrame, label: str, size) -> pd.DataFrame:
     """Prediction errors ``(seeds, participants)`` of one configuration at one size."""
-    rows = predictions[(_labels(predictions) == label) & (predictions["train_size"] == size)]
+    rows = predictions[(run_labels(predictions) == label) & (predictions["train_size"] == size)]
     errors = rows.assign(error=rows["predicted"] - rows["age"])
     return errors.pivot_table(index="seed", columns="participant_id", values="error")
 
@@ -244,7 +246,7 @@ def _check_one_design(predictions: pd.DataFrame) -> None:
 
 def _score_matrix(predictions: pd.DataFrame, label: str, size) -> pd.DataFrame:
     """Predicted AD scores ``(seeds, participants)`` of one configuration at one size."""
-    rows = predictions[(_labels(predictions) == label) & (predictions["train_size"] == size)]
+    rows = predictions[(run_labels(predictions) == label) & (predictions["train_size"] == size)]
     return rows.pivot_table(index="seed", columns="participant_id", values="predicted")
 
 
@@ -339,7 +341,7 @@ def ad_table(
         ``ci_high``, then ``AD_SUMMARY``; sorted by design, then AUC.
     """
     ok = results[results["status"] == "ok"]
-    ok = ok.assign(label=_labels(ok), age_matched=ok.get("age_matched", False))
+    ok = ok.assign(label=run_labels(ok), age_matched=ok.get("age_matched", False))
     if "age_matched" not in predictions.columns:
         predictions = predictions.assign(age_matched=False)
     rows = []
@@ -381,7 +383,7 @@ def roc_band(
     scores = _score_matrix(predictions, label, size).dropna(axis=1)
     if scores.empty:
         raise ValueError(
-            f"no predictions of {label!r}; the labels are {sorted(set(_labels(predictions)))}."
+            f"no predictions of {label!r}; the labels are {sorted(set(run_labels(predictions)))}."
         )
     is_ad, x = _is_ad(predictions, scores.columns), scores.to_numpy()
     grid = np.linspace(0, 1, n_points)
@@ -476,7 +478,7 @@ def flat_runs(predictions: pd.DataFrame, ratio: float = 0.1) -> pd.DataFrame:
         n_runs="size", n_flat="sum"
     )
     per_config = per_config[per_config["n_flat"] > 0].reset_index()
-    per_config.insert(0, "label", _labels(per_config))
+    per_config.insert(0, "label", run_labels(per_config))
     return per_config[["label", "train_size", "n_runs", "n_flat"]]
 
 
@@ -523,7 +525,7 @@ def plot_predicted_vs_true(predictions: pd.DataFrame, labels: list[str], ax=None
     import matplotlib.pyplot as plt
 
     ax = ax or plt.subplots(figsize=(5, 5))[1]
-    names = _labels(predictions)
+    names = run_labels(predictions)
     for i, label in enumerate(labels):  # colour by position in labels: same across panels
         chosen = predictions[names == label]
         if chosen.empty:

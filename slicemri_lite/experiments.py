@@ -74,6 +74,8 @@ __all__ = [
     "prepare_grid_data",
     "run_grid",
     "grid_configs",
+    "grid_cohort_size",
+    "book_data_grids",
     "main",
     "subset_rows",
 ]
@@ -216,6 +218,8 @@ class Grid:
     profile's: ``n_subjects``, ``resolution``, and ``val``/``test`` fractions (the cohort is
     then re-split by participant, ``Cohort.resplit``).
     A synthetic cohort has at least ``min_subjects`` participants whatever the profile.
+    ``book_data=False``: no chapter runs the grid live (its results are kept in
+    ``results/``), so ``make book``'s data step does not build its cohort.
     """
 
     task: str
@@ -224,6 +228,7 @@ class Grid:
     cohort_options: dict = field(default_factory=dict)
     cohorts: dict[str, dict] = field(default_factory=dict)
     min_subjects: int = 0
+    book_data: bool = True  # make book's data step builds its cohort and features
 
 
 # Every grid the command line runs; each chapter's grid is one entry, run by one runner.
@@ -340,6 +345,48 @@ ABLATION: dict[str, tuple[GridBlock, ...]] = {
     ),
 }
 GRIDS["ablation"] = Grid("age", ABLATION, "slicing axes x position codes, norms and pooling")
+
+# The paper's small CNN on a CPU. It needs 2 mm slices (its five pooling stages would leave
+# less than one voxel of a 4 mm slice), so it is a grid of its own on the 2 mm version of
+# the ablation cohort: the same 200 participants and splits, and the same 25 training
+# subjects, as the ablation grid's from-scratch cells; mean pooling with and without the
+# paper's position code on every axis, 20 epochs of the paper's recipe, one seed. About
+# 1.1 s per volume and step on two cores: a kept run (results/), not live.
+SMALL_CNN_2MM = {"smoke": {"resolution": 2}, "cpu": {"resolution": 2}}
+ABLATION_SMALL_CNN: dict[str, tuple[GridBlock, ...]] = {
+    "smoke": (
+        GridBlock(
+            _axes_positions(PAPER_CNN.encoder, "random", "finetune")[:1],
+            (4,),
+            (0,),
+            1,
+            equal_steps=False,
+            batch_size=2,
+        ),
+    ),
+    "cpu": (
+        GridBlock(
+            _axes_positions(PAPER_CNN.encoder, "random", "finetune"),
+            (25,),
+            (0,),
+            20,
+            equal_steps=False,
+            batch_size=2,
+        ),
+    ),
+    "gpu": (  # the same cells as the gpu ablation grid, on its own table
+        GridBlock(
+            _axes_positions(PAPER_CNN.encoder, "random", "finetune"), (ALL,), (0, 1, 2, 3, 4)
+        ),
+    ),
+}
+GRIDS["ablation-small-cnn"] = Grid(
+    "age",
+    ABLATION_SMALL_CNN,
+    "the paper's small CNN on every axis, position on/off, at 2 mm",
+    cohorts=SMALL_CNN_2MM,
+    book_data=False,
+)
 
 
 # ----------------------------------------------------------------------------- the AD grid
@@ -667,14 +714,26 @@ class Experiment:
 # ----------------------------------------------------------------------------- command line
 
 
+def grid_cohort_size(name: str, profile: Profile | str) -> dict:
+    """A grid's cohort at a profile: ``n_subjects`` and ``resolution`` (mm), and the
+    ``val``/``test`` fractions where the grid sets them (``Grid.cohorts``)."""
+    profile = get_profile(profile) if isinstance(profile, str) else profile
+    size = {"n_subjects": profile.n_subjects, "resolution": profile.resolution}
+    return size | GRIDS[check_choice("grid", name, GRIDS)].cohorts.get(profile.name, {})
+
+
+def book_data_grids() -> list[str]:
+    """The grids whose cohorts and features ``make book``'s data step prepares."""
+    return [name for name, grid in GRIDS.items() if grid.book_data]
+
+
 def open_grid_cohort(name: str, profile: Profile, data: str = "synthetic", seed: int = 0):
     """The cohort a grid runs on at a profile (``Grid.cohort_options`` adds, e.g., AD
     enrichment to the profile's size and grid)."""
     from slicemri_lite.data import open_cohort
 
     grid = GRIDS[check_choice("grid", name, GRIDS)]
-    size = {"n_subjects": profile.n_subjects, "resolution": profile.resolution}
-    size.update(grid.cohorts.get(profile.name, {}))
+    size = grid_cohort_size(name, profile)
     if data == "synthetic":
         size["n_subjects"] = max(size["n_subjects"], grid.min_subjects)
     splits = {k: size.pop(k) for k in ("val", "test") if k in size}

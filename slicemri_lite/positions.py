@@ -80,7 +80,8 @@ def axis_table(results: pd.DataFrame, metric: str = "mae") -> pd.DataFrame:
     table = pd.DataFrame(rows).pivot(index=["configuration", "train_size"], columns="column",
                                      values="cell")  # fmt: skip
     ordered = [c for c in (*AXES, "volume") if c in table.columns]
-    return table[ordered + [c for c in table.columns if c not in ordered]].fillna("")
+    table = table[ordered + [c for c in table.columns if c not in ordered]].fillna("")
+    return table.rename_axis(columns=None)
 
 
 def _learned_positions(model: SliceSetNet) -> np.ndarray:

@@ -61,6 +61,39 @@ def test_every_ablation_config_builds_on_its_profiles_grid():
                 assert model.axis == config.axis and model.position == config.position
 
 
+def test_the_small_cnn_grid_runs_the_papers_cnn_on_every_axis_on_2mm_slices():
+    name = "ablation-small-cnn"
+    cells = {(c.encoder, c.init, c.mode, c.axis, c.position, c.aggregation)
+             for c in ex.grid_configs("cpu", name)}  # fmt: skip
+    assert cells == {("scratch", "random", "finetune", axis, position, "mean")
+                     for axis in AXES for position in ("learned", "none")}  # fmt: skip
+    for profile in ("smoke", "cpu"):
+        assert ex.grid_cohort_size(name, profile)["resolution"] == 2
+        for config in ex.grid_configs(profile, name):
+            assert config.build((91, 109, 91)).axis == config.axis  # 2 mm: it builds
+    # the same participants, splits and training subjects as the ablation grid's cells
+    ablation = ex.grid_cohort_size("ablation", "cpu")
+    assert ex.grid_cohort_size(name, "cpu") == {**ablation, "resolution": 2}
+    runs = ex.grid_runs(name, "cpu", n_train=140)
+    scratch = [r for r in ex.grid_runs("ablation", "cpu", 140) if r.config.mode == "finetune"]
+    assert {(r.train_size, r.seed, r.epochs, r.batch_size) for r in runs} == {
+        (s.train_size, s.seed, s.epochs, s.batch_size) for s in scratch
+    }
+    # kept, not live: make book's data step does not build its 2 mm cohort
+    assert name not in ex.book_data_grids() and "ablation" in ex.book_data_grids()
+
+
+@pytest.mark.slow
+def test_cli_trains_the_papers_small_cnn_on_its_2mm_grid(tmp_path):
+    out = tmp_path / "small_cnn"
+    assert ex.main(["ablation-small-cnn", "--profile", "smoke", "--out", str(out)]) == 0
+    table = pd.read_csv(out / "results.csv")
+    assert list(table["status"]) == ["ok"] and list(table["encoder"]) == ["scratch"]
+    assert np.isfinite(table["mae"]).all()
+    provenance = json.loads((out / "provenance.json").read_text())
+    assert provenance["status"] == "complete" and "ablation-small-cnn" in provenance["command"]
+
+
 def test_a_constant_feature_is_centred_not_blown_up():
     train = torch.zeros(4, 3, 2)
     train[..., 1] = torch.arange(12.0).view(4, 3)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from notebook_tools import glued_float, glued_text
+from notebook_tools import ROOT, glued_float, glued_text
 
 from slicemri_lite.experiments import grid_runs
 
@@ -66,3 +66,18 @@ def test_gain_and_attention_ranges_are_what_the_models_hold(nb):
     assert 0 < glued_float(nb, "gain_min") <= glued_float(nb, "gain_max")
     low, high = glued_float(nb, "attention_min"), glued_float(nb, "attention_max")
     assert 0 < low <= glued_float(nb, "uniform_weight") <= high < 1
+
+
+def test_the_kept_small_cnn_verdicts_follow_from_their_intervals(nb):
+    kept = ROOT / "results" / "ablation_small_cnn_cpu" / "results.csv"
+    text = glued_text(nb, "kept_small_text")
+    if not kept.exists():
+        assert text.startswith("no run of the paper's small CNN is kept")
+        return
+    verdicts = text.split("; ")
+    assert [v.split(":")[0] for v in verdicts] == ["sagittal", "coronal", "axial"]
+    for sentence in verdicts:
+        found = re.search(r"95% CI ([+-][0-9.]+) to ([+-][0-9.]+)", sentence)
+        low, high = float(found[1]), float(found[2])
+        assert ("within noise" in sentence) == (low <= 0 <= high), sentence
+    assert glued_text(nb, "kept_flat_text").endswith(".")
