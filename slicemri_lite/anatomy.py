@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage as ndi
 
-__all__ = ["Template", "load_template", "mm_to_sample_coords", "sample"]
+__all__ = ["Template", "load_template", "mm_to_sample_coords", "release_grids", "sample"]
 
 # Medial temporal lobe, MNI mm: hippocampal body and the amygdala / entorhinal cortex,
 # each (centre, semi-axes); the hippocampus tilts down towards its anterior end.
@@ -183,6 +183,11 @@ def _voxel_grid(shape: tuple[int, int, int]) -> torch.Tensor:
     """Voxel indices ``(3, X, Y, Z)`` float32 of a grid."""
     axes = [torch.arange(n, dtype=torch.float32) for n in shape]
     return torch.stack(torch.meshgrid(*axes, indexing="ij"))
+
+
+def release_grids() -> None:
+    """Forget the cached voxel-index grids (``render.release_renderers`` calls this)."""
+    _voxel_grid.cache_clear()
 
 
 def _warp_voxels(volume: torch.Tensor, displacement: torch.Tensor, spacing: float, box=None):

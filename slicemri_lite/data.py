@@ -27,6 +27,7 @@ from slicemri_lite.cohort import (
 from slicemri_lite.geometry import grid_affine, grid_brain_mask, grid_shape
 from slicemri_lite.nifti import NiftiInputError, prepare_nifti
 from slicemri_lite.oasis import oasis_cohort
+from slicemri_lite.render import release_renderers
 from slicemri_lite.splits import split_subjects
 from slicemri_lite.synthetic import (
     GENERATOR_VERSION,
@@ -134,6 +135,9 @@ def _build_once(build, path: Path) -> None:
     except OSError:
         if not (path / "meta.json").is_file():  # not a lost race: a real failure
             raise
+    finally:
+        del cohort  # the cohort is opened from its cache: free the built one's memory
+        release_renderers()
 
 
 def open_cohort(

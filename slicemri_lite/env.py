@@ -13,6 +13,7 @@ __all__ = [
     "default_device",
     "package_versions",
     "resolve_device",
+    "trim_heap",
 ]
 
 DATA_DIR_ENV = "SLICEMRI_DATA"
@@ -28,6 +29,26 @@ def data_dir(path: str | os.PathLike | None = None) -> Path:
     path = Path(path).expanduser()
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def trim_heap() -> bool:
+    """Give memory the C heap holds but no longer uses back to the OS.
+
+    Large numpy and torch buffers freed by Python can stay in the process's resident set
+    (glibc's ``malloc`` keeps freed heap pages); ``malloc_trim`` returns them. Returns
+    whether it ran: ``False`` where the C library has no ``malloc_trim`` (macOS,
+    Windows, musl), where nothing needs doing.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        malloc_trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return False
+    malloc_trim(0)
+    return True
 
 
 def default_device() -> str:

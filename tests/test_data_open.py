@@ -69,3 +69,13 @@ def test_incomplete_cache_folder_is_refused_not_overwritten(tmp_path):
     with pytest.raises(data.CohortCacheError, match="incomplete cohort cache"):
         data.open_cohort("synthetic", n_subjects=3, resolution=4, data_dir=tmp_path)
     assert (path / "volumes.npy").read_bytes() == b"partial"
+
+
+def test_building_a_cohort_lets_go_of_its_renderer(tmp_path):
+    from slicemri_lite import anatomy, render
+
+    data.open_cohort("synthetic", n_subjects=2, resolution=4, data_dir=tmp_path, progress=False)
+    # the renderer and its templates (about 0.25 GB at 2 mm) are not kept once it is saved
+    assert render.renderer.cache_info().currsize == 0
+    assert anatomy.load_template.cache_info().currsize == 0
+    assert render.renderer(4) is render.renderer(4)  # and are built again when needed
