@@ -506,7 +506,7 @@ def fit(
     device: str | None = None,
     freeze_encoder: bool = False,
     features: SliceFeatures | None = None,
-    patience: int | None = 5,
+    patience: int | None | str = "recipe",
     progress: bool = True,
     checkpoint: str | os.PathLike | None = None,
     weight_decay: float | None = None,
@@ -534,7 +534,8 @@ def fit(
         features: the cohort's frozen slice features (``slice_features``); implies
             ``freeze_encoder``, copies their encoder's weights into ``model.encoder`` and
             never runs the encoder.
-        patience: epochs without a better val loss before stopping (``None``: never stop early).
+        patience: epochs without a better val loss before stopping (``None``: never stop
+            early); ``"recipe"``: the recipe's (5 for the book's, never for the paper's).
         progress: show a tqdm bar over the batches of all epochs, with a time estimate.
         checkpoint: a file to save the training state to after each epoch and resume from.
         weight_decay: weight decay (the recipe's kind); ``None``: the recipe's.
@@ -567,6 +568,7 @@ def fit(
     job, device = distributed.set_up(resolve_device(device))
     torch.manual_seed(seed + job.rank)  # dropout differs per rank; DDP syncs the weights
     recipe = _recipe(recipe, lr, weight_decay, warmup_epochs)
+    patience = recipe.patience if patience == "recipe" else patience
     s = _set_up(model, cohort, task, batch_size, device, freeze_encoder, features, stream,
                 slice_chunk, job)  # fmt: skip
     _set_up_optimiser(s, recipe, epochs, seed)

@@ -137,3 +137,19 @@ def test_the_grid_patience_applies_only_to_recipes_that_stop_early(monkeypatch, 
     with pytest.raises(StopIteration):
         runs.run_config(runs.ModelConfig(*config), cohort, get_profile("cpu"), 0, 3, features)
     assert seen["patience"] == expected
+
+
+@pytest.mark.parametrize(("recipe", "trained_epochs"), [("paper", 8), ("book", 6)])
+def test_fit_takes_its_early_stopping_from_the_recipe(recipe, trained_epochs):
+    from data_fixtures import planted_cohort
+
+    from slicemri_lite.models import Conv3DNet
+    from slicemri_lite.train import fit
+
+    cohort = planted_cohort(12, (8, 8, 8))
+    torch.manual_seed(0)
+    net = Conv3DNet(volume_shape=cohort.shape, channels=(2, 2), embed_dim=2)
+    # lr 0: the validation loss never improves on epoch 1, so the book's recipe (patience 5)
+    # stops after epoch 6 and the paper's (no early stopping) trains every epoch
+    result = fit(net, cohort, epochs=8, batch_size=4, lr=0.0, recipe=recipe, progress=False)
+    assert len(result.history) == trained_epochs
