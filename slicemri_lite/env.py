@@ -36,8 +36,8 @@ def trim_heap() -> bool:
 
     Large numpy and torch buffers freed by Python can stay in the process's resident set
     (glibc's ``malloc`` keeps freed heap pages); ``malloc_trim`` returns them. Returns
-    whether it ran: ``False`` where the C library has no ``malloc_trim`` (macOS,
-    Windows, musl), where nothing needs doing.
+    whether it ran: ``False``, doing nothing, where the C library has no
+    ``malloc_trim`` (macOS, Windows, musl).
     """
     import ctypes
     import ctypes.util
