@@ -197,7 +197,8 @@ BRAIN_AGE_COHORTS = {
 # The paper's comparison on a CPU: the same encoder fine-tuned end to end from ImageNet
 # weights and from random weights, with the same optimiser steps, against the 3D CNN;
 # 4 mm and a small training set so that it runs in hours on two cores (the command line
-# keeps it in results/). The paper's small CNN needs 2 mm slices: gpu grid only.
+# keeps it in results/). The paper's small CNN needs 2 mm slices: the gpu grid, and
+# Chapter 5's kept ablation-small-cnn run.
 BRAIN_AGE_FINETUNE: dict[str, tuple[GridBlock, ...]] = {
     "smoke": (GridBlock((*BASELINES, CONV3D, *_finetune(LITE0)), (8,), (0, 1), 1, False),),
     "cpu": (GridBlock((*BASELINES, CONV3D, *_finetune(LITE0)), (25,), (0, 1, 2), 20, False, 4),),
@@ -277,7 +278,7 @@ ABLATION: dict[str, tuple[GridBlock, ...]] = {
     # CI: every path once, tiny: frozen Lite0 ImageNet on every axis with and without
     # position (random weights on the sagittal axis), two seeds for intervals; the variants once; one epoch of the
     # fine-tuned random ResNet-18 (the paper's no-pretraining row) and of the 3D CNN. The
-    # small CNN needs the 2 mm grid: gpu only.
+    # small CNN needs the 2 mm grid: the gpu profile, and the ablation-small-cnn grid.
     "smoke": (
         GridBlock(
             (
