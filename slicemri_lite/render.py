@@ -12,6 +12,7 @@ matter level (``intensity.white_matter_level``).
 from __future__ import annotations
 
 import functools
+import gc
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +21,14 @@ import torch.nn.functional as F
 from scipy import ndimage as ndi
 
 from slicemri_lite.ageing import Markers
-from slicemri_lite.anatomy import Template, load_template, mm_to_sample_coords, sample
+from slicemri_lite.anatomy import (
+    Template,
+    load_template,
+    mm_to_sample_coords,
+    release_grids,
+    sample,
+)
+from slicemri_lite.env import trim_heap
 from slicemri_lite.geometry import grid_brain_mask, grid_shape, grid_world_coords
 from slicemri_lite.intensity import white_matter_level
 
@@ -178,11 +186,6 @@ def release_renderers() -> None:
     nothing needs them, and a chapter that goes on to train would carry them to its
     end (Binder gives a reader about 2 GB). The next ``renderer`` call builds them again.
     """
-    import gc
-
-    from slicemri_lite.anatomy import release_grids
-    from slicemri_lite.env import trim_heap
-
     renderer.cache_clear()
     load_template.cache_clear()
     release_grids()
