@@ -16,8 +16,7 @@ import argparse
 import time
 
 from slicemri_lite.data import open_cohort, synthetic_cohort
-from slicemri_lite.experiments import book_data_grids, prepare_grid_data
-from slicemri_lite.profiles import PROFILES, get_profile
+from slicemri_lite.experiments import PROFILES, book_data_grids, get_profile, prepare_grid_data
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from slicemri_lite.atomic import write_csv_atomic
-from slicemri_lite.models import predict_nifti
+from slicemri_lite._core.atomic import write_csv_atomic
+from slicemri_lite.train import predict_nifti
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from test_train import tiny_cohort
 
-from slicemri_lite import distributed
+from slicemri_lite.train import _distributed as distributed
 from slicemri_lite.train import fit
 
 SETTINGS = {"epochs": 2, "batch_size": 4, "lr": 1e-3, "device": "cpu", "progress": False}

@@ -10,12 +10,10 @@ import pytest
 import torch
 from data_fixtures import planted_cohort
 
-from slicemri_lite import experiments as ex
-from slicemri_lite import positions
-from slicemri_lite.features import SliceFeatures, feature_standardisation
-from slicemri_lite.profiles import get_profile
-from slicemri_lite.runs import ModelConfig
-from slicemri_lite.train import predict
+from slicemri_lite.analysis import _positions as positions
+from slicemri_lite.experiments import ModelConfig, get_profile
+from slicemri_lite.experiments import _runner as ex
+from slicemri_lite.train import SliceFeatures, feature_standardisation, predict
 
 AXES = {"sagittal", "coronal", "axial"}
 

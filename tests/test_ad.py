@@ -8,11 +8,12 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from slicemri_lite import compare, runs
-from slicemri_lite import experiments as ex
 from slicemri_lite.data import Cohort
-from slicemri_lite.features import SliceFeatures
-from slicemri_lite.profiles import get_profile
+from slicemri_lite.experiments import _compare as compare
+from slicemri_lite.experiments import _runner as ex
+from slicemri_lite.experiments import _runs as runs
+from slicemri_lite.experiments import get_profile
+from slicemri_lite.train import SliceFeatures
 
 
 def ad_cohort(n: int = 80, seed: int = 0) -> Cohort:
@@ -246,7 +247,7 @@ def test_splitting_slices_at_random_leaks_identity_into_the_score():
 
 
 def test_slice_pixels_are_the_slices_pooled_in_plane():
-    from slicemri_lite.geometry import take_slice
+    from slicemri_lite.data import take_slice
 
     cohort = ad_cohort(n=5)
     for axis in ("sagittal", "coronal", "axial"):
@@ -284,7 +285,7 @@ def test_the_ad_grid_cohort_is_enriched_and_large_enough_at_smoke(monkeypatch):
     def stand_in_open(data, n_subjects, resolution, seed, **options):
         seen.update(n_subjects=n_subjects, **options)
 
-    monkeypatch.setattr("slicemri_lite.data.open_cohort", stand_in_open)
+    monkeypatch.setattr("slicemri_lite.data._open.open_cohort", stand_in_open)
     ex.open_grid_cohort("ad", get_profile("smoke"))
     assert seen["n_subjects"] >= 40 and seen["synthetic_config"] == ex.AD_COHORT
     seen.clear()

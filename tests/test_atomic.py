@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from slicemri_lite.atomic import atomic_path, write_csv_atomic, write_json_atomic
-from slicemri_lite.validation import check_choice
+from slicemri_lite._core.atomic import atomic_path, write_csv_atomic, write_json_atomic
+from slicemri_lite._core.validation import check_choice
 
 
 def test_a_failed_csv_write_keeps_the_old_file(tmp_path, monkeypatch):

@@ -10,13 +10,7 @@ from data_fixtures import small_cohort
 from sklearn.linear_model import Ridge as SklearnRidge
 from sklearn.metrics import roc_auc_score
 
-from slicemri_lite.baselines import (
-    MeanBaseline,
-    Ridge,
-    VoxelRidge,
-    downsample_volumes,
-    linear_baseline,
-)
+from slicemri_lite.train import MeanBaseline, Ridge, VoxelRidge, downsample_volumes, linear_baseline
 
 
 def linear_data(n=60, f=300, noise=0.5, seed=0):

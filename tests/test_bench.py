@@ -8,7 +8,7 @@ import pytest
 import torch
 from test_train import SHAPE, scratch_net
 
-from slicemri_lite import bench
+from slicemri_lite.analysis import _bench as bench
 from slicemri_lite.models import SliceSetNet
 
 
@@ -121,7 +121,7 @@ def test_the_bench_runs_every_option_on_cuda():
 def test_streaming_on_cuda_hands_out_the_resident_batches():
     import numpy as np
 
-    from slicemri_lite.streaming import ResidentVolumes, StreamedVolumes, index_batches
+    from slicemri_lite.train import ResidentVolumes, StreamedVolumes, index_batches
 
     volumes = np.random.default_rng(0).normal(size=(6, *SHAPE)).astype(np.float16)
     rows, cuda = np.arange(6), torch.device("cuda")

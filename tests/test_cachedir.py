@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
-from slicemri_lite.cachedir import cache_table, clear_cache, main
-from slicemri_lite.features import FEATURES_VERSION
+from slicemri_lite.data import cache_table, clear_cache
+from slicemri_lite.data._layout import main
+from slicemri_lite.train import FEATURES_VERSION
 
 
 def fake_cache(root):

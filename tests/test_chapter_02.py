@@ -18,7 +18,7 @@ def nb(executed_chapter):
 
 
 def test_cohort_size_and_labels_follow_the_smoke_profile(nb):
-    from slicemri_lite.profiles import get_profile
+    from slicemri_lite.experiments import get_profile
 
     assert glued_float(nb, "n_participants") == get_profile("smoke").n_subjects
     assert 0 < glued_float(nb, "n_ad") < glued_float(nb, "n_participants") / 2
@@ -29,14 +29,14 @@ def test_cohort_size_and_labels_follow_the_smoke_profile(nb):
 def smoke_cohort():
     """The cohort the chapter opened at smoke (the tests share its cache)."""
     from slicemri_lite.data import open_cohort
-    from slicemri_lite.profiles import get_profile
+    from slicemri_lite.experiments import get_profile
 
     p = get_profile("smoke")
     return open_cohort("synthetic", p.n_subjects, p.resolution, seed=0, progress=False)
 
 
 def test_ridge_numbers_are_the_librarys_one_ridge_on_this_cohort(nb):
-    from slicemri_lite.baselines import linear_baseline
+    from slicemri_lite.train import linear_baseline
 
     cohort = smoke_cohort()
     ridge = linear_baseline(cohort, "age")

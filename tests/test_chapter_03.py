@@ -39,10 +39,8 @@ def test_the_saved_model_is_the_papers_and_scores_what_the_chapter_says(nb):
     import numpy as np
 
     from slicemri_lite.data import open_cohort
-    from slicemri_lite.metrics import age_metrics
-    from slicemri_lite.profiles import get_profile
-    from slicemri_lite.saving import load_model, read_contract
-    from slicemri_lite.train import predict
+    from slicemri_lite.experiments import get_profile
+    from slicemri_lite.train import age_metrics, load_model, predict, read_contract
 
     path = Path(glued(nb)["saved_model"].strip("'\""))
     model = load_model(path)

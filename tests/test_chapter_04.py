@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from notebook_tools import glued, glued_float, glued_text
 
-from slicemri_lite.encoders import torchvision_weights_path
 from slicemri_lite.experiments import brain_age_grid
+from slicemri_lite.models import torchvision_weights_path
 
 pytestmark = pytest.mark.notebooks
 
@@ -28,7 +28,7 @@ def test_the_grid_ran_every_planned_run(nb):
 def test_the_ridge_baseline_is_the_one_chapter_2_reports(nb):
     from test_chapter_02 import smoke_cohort
 
-    from slicemri_lite.baselines import linear_baseline
+    from slicemri_lite.train import linear_baseline
 
     ridge = linear_baseline(smoke_cohort(), "age")["mae"]
     assert glued_float(nb, "ridge_mae") == pytest.approx(ridge, rel=1e-9)

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from data_fixtures import small_cohort
 
-from slicemri_lite import cohort as cohort_module
 from slicemri_lite.data import CohortCacheError, load_cohort
+from slicemri_lite.data import _cohort as cohort_module
 
 
 def test_round_trip_is_exact(tmp_path):
@@ -93,7 +93,7 @@ def test_missing_folder_is_refused(tmp_path):
 
 
 def test_a_subset_of_a_cached_cohort_reads_its_volumes_only_when_indexed(tmp_path):
-    from slicemri_lite.cohort import RowView
+    from slicemri_lite.data import RowView
 
     cohort = small_cohort()
     cohort.save(tmp_path / "c")
@@ -132,7 +132,7 @@ def test_a_subset_of_an_in_memory_cohort_is_a_copy():
 def test_rows_of_a_cached_cohort_are_read_without_mapping_the_file(tmp_path):
     import re
 
-    from slicemri_lite.cohort import read_rows
+    from slicemri_lite.data import read_rows
 
     cohort = small_cohort()
     cohort.save(tmp_path / "c")

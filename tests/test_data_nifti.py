@@ -7,8 +7,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from slicemri_lite.data import CohortCacheError, NiftiInputError, load_cohort, prepare_nifti
-from slicemri_lite.geometry import grid_brain_mask, grid_world_coords
+from slicemri_lite.data import (
+    CohortCacheError,
+    NiftiInputError,
+    grid_brain_mask,
+    grid_world_coords,
+    load_cohort,
+    prepare_nifti,
+)
 
 
 def linear_intensity(xyz: np.ndarray) -> np.ndarray:

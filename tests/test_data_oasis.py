@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from data_fixtures import make_fake_oasis
 
-from slicemri_lite import oasis
+from slicemri_lite.data import _oasis as oasis
 from slicemri_lite.data import grid_affine, oasis_cohort
 
 

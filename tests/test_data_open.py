@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from data_fixtures import small_cohort
 
-from slicemri_lite import data
+from slicemri_lite.data import _open as data
 
 
 def test_synthetic_is_built_once_then_loaded(tmp_path, monkeypatch):
@@ -72,7 +72,8 @@ def test_incomplete_cache_folder_is_refused_not_overwritten(tmp_path):
 
 
 def test_building_a_cohort_lets_go_of_its_renderer(tmp_path):
-    from slicemri_lite import anatomy, render
+    from slicemri_lite.data.synthetic import _anatomy as anatomy
+    from slicemri_lite.data.synthetic import _render as render
 
     data.open_cohort("synthetic", n_subjects=2, resolution=4, data_dir=tmp_path, progress=False)
     # the renderer and its templates (about 0.25 GB at 2 mm) are not kept once it is saved

@@ -33,10 +33,9 @@ def test_make_synthetic_writes_the_same_cohort_as_the_library(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_make_synthetic_profile_fills_the_cache_the_chapters_open(tmp_path, monkeypatch, capsys):
-    from slicemri_lite import features
     from slicemri_lite.data import cohort_cache_path, open_cohort
-    from slicemri_lite.experiments import grid_configs
-    from slicemri_lite.profiles import get_profile
+    from slicemri_lite.experiments import get_profile, grid_configs
+    from slicemri_lite.train import _features as features
 
     monkeypatch.setenv("SLICEMRI_DATA", str(tmp_path))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-torch-weights"))

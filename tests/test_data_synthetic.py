@@ -10,10 +10,15 @@ import pytest
 from data_fixtures import small_cohort
 from scipy import stats
 
-from slicemri_lite.ageing import MARKERS, draw_participant, markers
-from slicemri_lite.data import grid_affine, synthetic_cohort
-from slicemri_lite.geometry import grid_world_coords
-from slicemri_lite.synthetic import GENERATOR_VERSION, SyntheticConfig, render_participant
+from slicemri_lite.data import grid_affine, grid_world_coords, synthetic_cohort
+from slicemri_lite.data.synthetic import (
+    GENERATOR_VERSION,
+    MARKERS,
+    SyntheticConfig,
+    draw_participant,
+    markers,
+    render_participant,
+)
 
 
 def roi(resolution: int, centre, radius_mm: float) -> np.ndarray:
@@ -76,7 +81,7 @@ def test_shapes_affine_labels_and_intensity_scale():
 def test_brains_stay_inside_the_computed_region():
     from scipy import ndimage
 
-    from slicemri_lite.render import renderer
+    from slicemri_lite.data.synthetic import renderer
 
     region = np.zeros(46 * 55 * 46, dtype=bool)
     region[renderer(4).region.numpy()] = True

@@ -15,7 +15,7 @@ import torch
 from distributed_worker import SETTINGS, model
 from test_train import tiny_cohort
 
-from slicemri_lite import distributed
+from slicemri_lite.train import _distributed as distributed
 from slicemri_lite.train import fit, predict
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,7 +90,7 @@ def test_one_process_is_not_a_job():
 
 
 def test_provenance_records_world_size_and_backend(tmp_path):
-    from slicemri_lite.experiments import _write_provenance
+    from slicemri_lite.experiments._runner import _write_provenance
 
     _write_provenance(tmp_path, ["brain-age"], 0.0, finished=True)
     record = json.loads((tmp_path / "provenance.json").read_text())

@@ -7,8 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from slicemri_lite import encoders
-from slicemri_lite.encoders import (
+from slicemri_lite.models import (
     FoldedInputConv,
     OfflineWeightsError,
     build_encoder,
@@ -16,6 +15,7 @@ from slicemri_lite.encoders import (
     efficientnet_lite0_state_dict,
     torchvision_weights_path,
 )
+from slicemri_lite.models import _encoders as encoders
 
 
 def _normalised_rgb(x: torch.Tensor, mean, std) -> torch.Tensor:

@@ -6,7 +6,7 @@ import platform
 
 import numpy as np
 
-from slicemri_lite import env
+from slicemri_lite._core import env as env
 
 
 def test_trim_heap_runs_where_the_c_library_has_it():

@@ -10,14 +10,13 @@ import pytest
 from data_fixtures import planted_cohort
 from scipy import stats
 
-from slicemri_lite import compare, runs
-from slicemri_lite import experiments as ex
-from slicemri_lite.baselines import MeanAge, VoxelRidge
 from slicemri_lite.data import Cohort
-from slicemri_lite.encoders import OfflineWeightsError
-from slicemri_lite.features import SliceFeatures
-from slicemri_lite.metrics import age_metrics
-from slicemri_lite.profiles import get_profile
+from slicemri_lite.experiments import _compare as compare
+from slicemri_lite.experiments import _runner as ex
+from slicemri_lite.experiments import _runs as runs
+from slicemri_lite.experiments import get_profile
+from slicemri_lite.models import OfflineWeightsError
+from slicemri_lite.train import MeanAge, SliceFeatures, VoxelRidge, age_metrics
 
 LITE0 = ex.LITE0
 
@@ -325,9 +324,8 @@ def test_a_frozen_run_trains_on_cached_features_like_fit_with_a_frozen_encoder()
 
     import torch
 
-    from slicemri_lite.features import FeatureSpec, clear_memory_cache, slice_features
     from slicemri_lite.models import SliceSetNet
-    from slicemri_lite.train import fit, predict
+    from slicemri_lite.train import FeatureSpec, clear_memory_cache, fit, predict, slice_features
 
     rng = np.random.default_rng(1)
     cohort = toy_cohort(n=20)

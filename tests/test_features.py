@@ -9,8 +9,8 @@ import pytest
 import torch
 from data_fixtures import small_cohort
 
-from slicemri_lite import features as feat
-from slicemri_lite.features import FeatureSpec, slice_features
+from slicemri_lite.train import FeatureSpec, slice_features
+from slicemri_lite.train import _features as feat
 
 SPEC = FeatureSpec("scratch", "random", "sagittal", seed=0, inputs="book")
 

@@ -6,7 +6,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from slicemri_lite import geometry
+from slicemri_lite._core import geometry as geometry
 
 PAPER_AFFINE = np.array([[-2.0, 0, 0, 90], [0, 2, 0, -126], [0, 0, 2, -72], [0, 0, 0, 1]])
 

@@ -8,12 +8,11 @@ import pytest
 import torch
 from torch import nn
 
-from slicemri_lite import interpret
-from slicemri_lite import saliency_scores as scores
-from slicemri_lite.baselines import VoxelRidge
-from slicemri_lite.data import Cohort
-from slicemri_lite.geometry import grid_affine
+from slicemri_lite.analysis import _interpret as interpret
+from slicemri_lite.analysis import _saliency_scores as scores
+from slicemri_lite.data import Cohort, grid_affine
 from slicemri_lite.models import Conv3DNet, SliceSetNet
+from slicemri_lite.train import VoxelRidge
 
 SHAPE = (12, 14, 12)
 BLOCK = (slice(4, 8), slice(6, 10), slice(2, 6))  # aligned with 2-voxel occlusion patches

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from slicemri_lite.metrics import (
+from slicemri_lite.train import (
     AD_METRICS,
     AgeBiasCorrection,
     ad_metrics,

@@ -8,11 +8,11 @@ import pytest
 import torch
 from torch import nn
 
-from slicemri_lite import positions
-from slicemri_lite.features import SliceFeatures
-from slicemri_lite.geometry import slice_mass
+from slicemri_lite.analysis import _positions as positions
+from slicemri_lite.data import slice_mass
+from slicemri_lite.experiments import ModelConfig
 from slicemri_lite.models import SliceSetNet
-from slicemri_lite.runs import ModelConfig
+from slicemri_lite.train import SliceFeatures
 
 SHAPE = (6, 7, 5)  # a tiny grid: 6 sagittal, 7 coronal, 5 axial slices
 E = 12  # encoder features

@@ -19,9 +19,15 @@ import numpy as np
 import pytest
 import torch
 
-from slicemri_lite import encoders
-from slicemri_lite.experiments import GRIDS, Experiment, RunSpec, grid_configs
-from slicemri_lite.profiles import PROFILES, get_profile
+from slicemri_lite.experiments import (
+    GRIDS,
+    PROFILES,
+    Experiment,
+    RunSpec,
+    get_profile,
+    grid_configs,
+)
+from slicemri_lite.models import _encoders as encoders
 
 PROFILE_NAMES = list(GRIDS["brain-age"].profiles)
 
@@ -90,7 +96,7 @@ def test_each_profile_trains_every_configuration_of_its_grid(
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (make gpu-check)")
 def test_the_gpu_profile_fine_tunes_on_cuda_with_bf16_and_channels_last(random_resnet_weights):
     from slicemri_lite.data import synthetic_cohort
-    from slicemri_lite.runs import run_config
+    from slicemri_lite.experiments import run_config
 
     cohort = synthetic_cohort(12, seed=0, resolution=2)  # the gpu profile's own grid
     settings = replace(get_profile("gpu"), epochs=1)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from slicemri_lite.recipes import (
+from slicemri_lite.train import (
     RECIPES,
     get_recipe,
     make_optimizer,
@@ -87,7 +87,7 @@ def test_unknown_recipes_and_bad_sizes_are_refused():
 
 
 def test_each_profile_names_its_recipe():
-    from slicemri_lite.profiles import PROFILES
+    from slicemri_lite.experiments import PROFILES
 
     assert recipe_for_profile("gpu").name == "paper"
     assert {recipe_for_profile(p).name for p in ("smoke", "cpu")} == {"book"}
@@ -96,8 +96,7 @@ def test_each_profile_names_its_recipe():
 
 @pytest.mark.parametrize("profile", ["smoke", "cpu", "gpu"])
 def test_networks_trained_end_to_end_take_the_papers_recipe_at_every_profile(profile):
-    from slicemri_lite.profiles import get_profile
-    from slicemri_lite.runs import ModelConfig, recipe_for
+    from slicemri_lite.experiments import ModelConfig, get_profile, recipe_for
 
     prof = get_profile(profile)
     end_to_end = [
@@ -120,9 +119,9 @@ def test_networks_trained_end_to_end_take_the_papers_recipe_at_every_profile(pro
 def test_the_grid_patience_applies_only_to_recipes_that_stop_early(monkeypatch, config, expected):
     from data_fixtures import planted_cohort
 
-    from slicemri_lite import runs
-    from slicemri_lite.features import SliceFeatures
-    from slicemri_lite.profiles import get_profile
+    from slicemri_lite.experiments import _runs as runs
+    from slicemri_lite.experiments import get_profile
+    from slicemri_lite.train import SliceFeatures
 
     seen = {}
 

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import torch
 
-from slicemri_lite.models import Conv3DNet, SliceSetNet, load_model, predict_nifti, save_model
-from slicemri_lite.saving import read_contract
+from slicemri_lite.models import Conv3DNet, SliceSetNet
+from slicemri_lite.train import load_model, predict_nifti, read_contract, save_model
 
 SHAPE = (46, 55, 46)  # the 4 mm grid
 

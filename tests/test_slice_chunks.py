@@ -8,8 +8,7 @@ import torch
 from test_train import QUIET, SHAPE, scratch_net, tiny_cohort
 
 from slicemri_lite.models import SliceSetNet
-from slicemri_lite.slice_chunks import ChunkedForward, freeze_batch_norm, has_training_batch_norm
-from slicemri_lite.train import fit
+from slicemri_lite.train import ChunkedForward, fit, freeze_batch_norm, has_training_batch_norm
 
 
 def _grads(module, x):

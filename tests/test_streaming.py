@@ -8,14 +8,15 @@ import torch
 from test_train import QUIET, scratch_net, tiny_cohort
 
 from slicemri_lite.data import load_cohort
-from slicemri_lite.streaming import (
+from slicemri_lite.train import (
     ResidentVolumes,
     StreamedVolumes,
     choose_stream,
+    fit,
     index_batches,
+    predict,
     volume_source,
 )
-from slicemri_lite.train import fit, predict
 
 
 @pytest.fixture(scope="module")

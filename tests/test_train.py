@@ -105,7 +105,7 @@ def test_a_checkpoint_from_another_run_is_refused(tmp_path):
 
 
 def test_precomputed_features_train_exactly_like_a_frozen_encoder():
-    from slicemri_lite.features import FeatureSpec, clear_memory_cache, slice_features
+    from slicemri_lite.train import FeatureSpec, clear_memory_cache, slice_features
 
     cohort = tiny_cohort(16)
     # a batch-norm encoder, fed as the book's own SliceSetNet feeds it
@@ -133,7 +133,7 @@ def test_precomputed_features_train_exactly_like_a_frozen_encoder():
 
 
 def test_features_of_another_cohort_or_encoder_are_refused():
-    from slicemri_lite.features import FeatureSpec, slice_features
+    from slicemri_lite.train import FeatureSpec, slice_features
 
     cohort = tiny_cohort(8)
     spec = FeatureSpec("scratch", "random", "axial", inputs="book")

@@ -8,7 +8,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from slicemri_lite import geometry, viz
+from slicemri_lite._core import geometry as geometry
+from slicemri_lite.analysis import _viz as viz
 
 SHAPE = (5, 6, 7)  # (X, Y, Z), all different so a wrong axis cannot pass
 VOLUME = np.arange(np.prod(SHAPE)).reshape(SHAPE)

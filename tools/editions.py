@@ -83,7 +83,7 @@ def make_edition(
     nb: nbformat.NotebookNode, edition: str, subs: dict[str, str], ref: str, number: str
 ) -> nbformat.NotebookNode:
     """A copy of chapter ``nb`` as the ``edition`` (``"student"`` or ``"instructor"``)."""
-    from slicemri_lite.validation import check_choice
+    from slicemri_lite._core.validation import check_choice
 
     check_choice("edition", edition, EDITIONS)
     nb = nbformat.from_dict(nb)
@@ -104,7 +104,7 @@ def make_edition(
 
 def write_editions(edition: str, out_dir: Path, book: Path = ROOT / "book") -> list[Path]:
     """Write the ``edition`` of every chapter into ``out_dir``; return the paths."""
-    from slicemri_lite.atomic import write_text_atomic
+    from slicemri_lite._core.atomic import write_text_atomic
 
     # The run-time sentences link to the Timings page, which a lone notebook lacks.
     subs = {k: _TIMINGS_LINK.sub("", v) for k, v in substitutions().items()}

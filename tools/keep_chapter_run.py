@@ -41,8 +41,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from slicemri_lite.atomic import write_csv_atomic, write_json_atomic  # noqa: E402
-from slicemri_lite.env import package_versions  # noqa: E402
+from slicemri_lite._core.atomic import write_csv_atomic, write_json_atomic  # noqa: E402
+from slicemri_lite._core.env import package_versions  # noqa: E402
 
 
 def glued_values(nb: nbformat.NotebookNode) -> dict[str, str]:

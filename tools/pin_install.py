@@ -67,7 +67,7 @@ def pin_notebook(nb: nbformat.NotebookNode, ref: str) -> int:
 
 def pin_paths(paths: list[Path], ref: str) -> list[Path]:
     """Pin the notebooks at ``paths`` (folders are searched); return those changed."""
-    from slicemri_lite.atomic import write_text_atomic
+    from slicemri_lite._core.atomic import write_text_atomic
 
     notebooks = []
     for path in paths:

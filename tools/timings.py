@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--check", action="store_true", help="fail if it is out of step")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
-    from slicemri_lite.atomic import write_text_atomic
+    from slicemri_lite._core.atomic import write_text_atomic
 
     config = ROOT / "_config.yml"
     text = config.read_text()

@@ -1,0 +1,78 @@
+"""``SyntheticConfig``: every number behind the synthetic cohort, each beside its source."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["SyntheticConfig"]
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """Every number behind the synthetic cohort, with its source.
+
+    Rates are annual log changes (0.01: about 1 % a year). "Assumption" marks a number
+    no cited study gives; those were set once, before any model was run on the cohort.
+    Sources (``book/references.bib``): Barnes et al. 2009 (Neurobiol Aging 30:1711),
+    Cole & Franke 2017 (Trends Neurosci 40:681), Fjell & Walhovd 2010 (Rev Neurosci
+    21:187), Fotenos et al. 2005 (Neurology 64:1032), Fraser et al. 2015 (NeuroImage
+    112:364), Raz et al. 2005 (Cereb Cortex 15:1676), Salat et al. 2004 (Cereb Cortex
+    14:721), Salat et al. 2009 (NeuroImage 48:21), Scahill et al. 2003 (Arch Neurol
+    60:989), Storsve et al. 2014 (J Neurosci 34:8488), Tang et al. 2001 (J Neuroimaging
+    11:393).
+    """
+
+    age_min: float = 20.0
+    age_max: float = 90.0
+    ad_min_age: float = 60.0  # nobody younger has AD
+    ad_prevalence: float = 0.35  # share of AD among participants aged ad_min_age or more
+    # a pace shared by all markers: brain age = age + N(0, sd), the "brain-age gap" that
+    # brain-age studies find between people (Cole & Franke 2017); individual rates of
+    # shrinkage correlate across regions (Raz 2005); sd: assumption
+    brain_age_sd: float = 4.0
+    # Ventricles grow slowly in early adulthood and faster late in life (Scahill 2003;
+    # Fjell & Walhovd 2010); 5.6 +/- 3.6 %/yr at ages 74-87 (Tang 2001): we take 3 %/yr
+    # from 75, the lower side, and 0.5 %/yr before 50 (assumption): x2.8 from 20 to 90.
+    ventricle_rate_young: float = 0.005
+    ventricle_rate_old: float = 0.03
+    # per-person rate factors, log-sd 0.5 (coefficient of variation ~0.5: Tang 2001 found
+    # sd/mean 0.64 for ventricular growth; Raz 2005: individual differences in every
+    # region's shrinkage); the same spread for every marker (assumption)
+    ventricle_rate_sd: float = 0.5
+    ventricle_size_sd: float = 0.3  # log-sd of ventricle volume between people (assumption)
+    # Hippocampus: 0.85 %/yr averaged over adult samples (Fraser 2015), 1.41 %/yr in
+    # older controls (Barnes 2009); we take 0.3 %/yr before 50 and 1.4 %/yr from 75
+    hippocampus_rate_young: float = 0.003
+    hippocampus_rate_old: float = 0.014
+    hippocampus_rate_sd: float = 0.5
+    hippocampus_size_sd: float = 0.1  # log-sd between people (assumption)
+    # Cortex: thickness falls by 0.35 %/yr of ~2.5 mm (Storsve 2014, ages 23-87), widely,
+    # frontal cortex most (Salat 2004): 0.5 mm by 90
+    cortex_thickness_mm: float = 2.5
+    cortex_rate: float = 0.0035
+    cortex_rate_sd: float = 0.5
+    cortex_thickness_sd_mm: float = 0.1  # between people (assumption)
+    # grey-white contrast falls with age (Salat 2009); share lost by 90: assumption
+    contrast_loss_age: float = 0.1
+    contrast_rate_sd: float = 0.5
+    # AD: hippocampal atrophy 4.66 %/yr vs 1.41 %/yr in controls, an excess of 3.33 %/yr
+    # (Barnes 2009), for 2 to 8 years before the scan (assumption), at a rate factor with
+    # log-sd 0.3 (assumption); ventricles grow at twice the control late rate, as
+    # whole-brain atrophy more than doubles in very mild AD (Fotenos 2005)
+    ad_years_min: float = 2.0
+    ad_years_max: float = 8.0
+    ad_rate_sd: float = 0.3
+    ad_hippocampus_rate: float = 0.0333
+    ad_ventricle_rate: float = 0.03
+    mtl_loss_ad: float = 0.15  # medial temporal grey matter lost at typical AD (assumption)
+    deformation_mm: float = (
+        2.0  # large-scale random deformation (sd per control point, ~60 mm apart)
+    )
+    fine_deformation_mm: float = 1.5  # finer random deformation (control points ~30 mm apart)
+    female_head_scale: float = 0.96  # mean head size of women relative to men
+    head_scale_sd: float = 0.03
+    rotation_deg: float = 1.0  # residual misregistration sd per axis
+    translation_mm: float = 1.0
+    intensity_sd: float = 0.1  # global intensity scale sd
+    bias_sd: float = 0.05  # bias field: sd of each low-order coefficient
+    noise_sd: float = 0.03  # Gaussian noise, in template T1 units (white matter ~0.87)
