@@ -285,7 +285,7 @@ def test_the_ad_grid_cohort_is_enriched_and_large_enough_at_smoke(monkeypatch):
     def stand_in_open(data, n_subjects, resolution, seed, **options):
         seen.update(n_subjects=n_subjects, **options)
 
-    monkeypatch.setattr("slicemri_lite.data._open.open_cohort", stand_in_open)
+    monkeypatch.setattr(ex, "open_cohort", stand_in_open)
     ex.open_grid_cohort("ad", get_profile("smoke"))
     assert seen["n_subjects"] >= 40 and seen["synthetic_config"] == ex.AD_COHORT
     seen.clear()
