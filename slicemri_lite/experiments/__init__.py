@@ -34,6 +34,7 @@ from slicemri_lite.experiments._runner import (
     ALL,
     COLUMNS,
     GRIDS,
+    LITE0,
     Experiment,
     GridBlock,
     book_data_grids,
@@ -43,6 +44,7 @@ from slicemri_lite.experiments._runner import (
     grid_cohort_size,
     grid_configs,
     grid_runs,
+    open_grid_cohort,
     prepare_grid_data,
     run_grid,
     subset_rows,
@@ -63,6 +65,8 @@ from slicemri_lite.experiments._runs import (
 )
 
 __all__ = [
+    "LITE0",
+    "open_grid_cohort",
     "AD_COHORT",
     "ALL",
     "COLUMNS",
