@@ -13,9 +13,10 @@ else
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 endif
 PROFILE ?= auto
+OUT ?= results/gpu_check
 
 .PHONY: help env data book check-book browser test test-fast lint format strip \
-	student instructor gpu-check clean
+	student instructor gpu-check gpu-smoke-cpu clean
 
 # The browser check drives the system's Chromium; root installs it, others via sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -26,7 +27,9 @@ help:
 	@echo "make test       set up .venv, lint, run unit tests, every chapter at PROFILE=smoke, a strict book build,"
 	@echo "                then check its pages (raw markup, errors, images) and load each in Chromium"
 	@echo "make test-fast  unit tests only (no chapters, no slow tests)"
-	@echo "make gpu-check  on a CUDA machine: the GPU tests, then the bench -> results/bench_gpu.json (< 5 min)"
+	@echo "make gpu-check  on a CUDA machine: the GPU tests, the bench and every chapter at PROFILE=gpu-smoke"
+	@echo "                -> OUT/summary.json, summary.md, bench_gpu.json (OUT=results/gpu_check; < 10 min)"
+	@echo "make gpu-smoke-cpu  every chapter at PROFILE=gpu-smoke on the CPU -> OUT (results/gpu_smoke_cpu)"
 	@echo "make lint       ruff check + format check;  make format  to fix"
 	@echo "make strip      clear outputs from book/*.ipynb before committing"
 	@echo "make check-book check _build/html: raw markup, errors, images; every page in Chromium"
@@ -84,12 +87,17 @@ instructor: $(STAMP)
 	$(BIN)/python tools/editions.py instructor
 
 # Before a release, on one CUDA GPU: what the CPU tests cannot reach (bf16 autocast,
-# channels_last, torch.compile, pinned non-blocking copies), then the 2 mm bench.
+# channels_last, torch.compile, pinned non-blocking copies), the 2 mm bench, and every
+# chapter at PROFILE=gpu-smoke (the gpu profile's code paths at smoke sizes); the card's
+# name and each step's time go to $(OUT)/summary.json and summary.md.
 gpu-check: $(STAMP)
 	$(BIN)/python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'gpu-check needs a CUDA GPU; none is visible to torch.')"
-	$(BIN)/python -m pytest -m gpu -rs -q
-	$(BIN)/python -m slicemri_lite.bench --device cuda --resolution 2 --compare paper \
-		--batch-size 8 --steps 5 --warmup 2 --out results/bench_gpu.json
+	$(BIN)/python tools/gpu_check.py --out $(OUT)
+
+# The same chapters at PROFILE=gpu-smoke on the CPU (2 mm, fine-tuning; no bf16), before a
+# GPU is lent. Minutes; not part of make test.
+gpu-smoke-cpu: $(STAMP)
+	$(BIN)/python tools/gpu_check.py --chapters-only --out $(if $(filter command line,$(origin OUT)),$(OUT),results/gpu_smoke_cpu)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

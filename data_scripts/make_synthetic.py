@@ -62,8 +62,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("give --profile, or both --n and --out")
     cohort = synthetic_cohort(
         args.n,
-        args.seed,
-        args.resolution,
+        seed=args.seed,
+        resolution=args.resolution,
         scans_per_subject=args.scans_per_subject,
         dtype=args.dtype,
         progress=True,

@@ -1,9 +1,10 @@
 """Predict with a saved model on NIfTI files: ``python data_scripts/predict_nifti.py MODEL INPUT... [--out CSV]``.
 
-MODEL is a file written by ``slicemri_lite.models.save_model`` (with its training cohort).
+MODEL is a file written by ``slicemri_lite.train.save_model`` (with its training cohort).
 INPUT is a participants TSV with a ``path`` column, or one or more NIfTI files. Each image
 is prepared as the training cohort was (reoriented, resampled onto its grid, intensities
-normalised alike) and predicted: ``predicted_age`` in years, or ``ad_probability``.
+normalised alike) and predicted, in the task's column (``PREDICTION_COLUMN``):
+``predicted_age`` in years, or ``ad_probability``.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from slicemri_lite._core.atomic import write_csv_atomic
-from slicemri_lite.train import predict_nifti
+from slicemri_lite.data import PREDICTION_COLUMN, write_csv_atomic
+from slicemri_lite.train import load_model, predict_nifti
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,8 +27,9 @@ def main(argv: list[str] | None = None) -> int:
 
     single_tsv = len(args.inputs) == 1 and args.inputs[0].endswith(".tsv")
     try:
+        model = load_model(args.model)
         table = predict_nifti(
-            args.model,
+            model,
             args.inputs[0] if single_tsv else args.inputs,
             batch_size=args.batch_size,
             device=args.device,
@@ -35,9 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    column = PREDICTION_COLUMN[model.task]
     if args.out:
         write_csv_atomic(table, args.out, index=False)
-        print(f"wrote {len(table)} predictions to {args.out}")
+        print(f"wrote {len(table)} predictions ({column}) to {args.out}")
     else:
         print(table.to_string(index=False))
     return 0

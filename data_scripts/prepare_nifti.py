@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         cohort = prepare_nifti(
             args.participants_tsv,
             args.out,
-            args.resolution,
+            resolution=args.resolution,
             on_error="skip" if args.skip_bad_rows else "raise",
         )
     except (NiftiInputError, FileNotFoundError, FileExistsError) as err:

@@ -12,7 +12,8 @@ from data_fixtures import planted_cohort
 
 from slicemri_lite.analysis import _positions as positions
 from slicemri_lite.experiments import ModelConfig, get_profile
-from slicemri_lite.experiments import _runner as ex
+from slicemri_lite.experiments import _cli as cli
+from slicemri_lite.experiments import _grids as grids
 from slicemri_lite.train import SliceFeatures, feature_standardisation, predict
 
 AXES = {"sagittal", "coronal", "axial"}
@@ -20,7 +21,7 @@ AXES = {"sagittal", "coronal", "axial"}
 
 def _cells(profile: str) -> set[tuple]:
     return {(c.encoder, c.init, c.mode, c.axis, c.position)
-            for c in ex.grid_configs(profile, "ablation") if c.model == "sliceset"}  # fmt: skip
+            for c in grids.grid_configs(profile, "ablation") if c.model == "sliceset"}  # fmt: skip
 
 
 def test_the_gpu_grid_is_the_papers_design_on_every_axis():
@@ -31,12 +32,12 @@ def test_the_gpu_grid_is_the_papers_design_on_every_axis():
         for axis in AXES:
             for position in positions_:
                 assert (encoder, init, mode, axis, position) in cells
-    assert ex.CONV3D in ex.grid_configs("gpu", "ablation")
+    assert grids.CONV3D in grids.grid_configs("gpu", "ablation")
 
 
 @pytest.mark.parametrize("profile", ["smoke", "cpu", "gpu"])
 def test_every_profile_crosses_axes_with_position_and_runs_the_variants(profile):
-    configs = ex.grid_configs(profile, "ablation")
+    configs = grids.grid_configs(profile, "ablation")
     lite0 = {(c.axis, c.position) for c in configs
              if (c.encoder, c.init) == ("efficientnet_lite0", "imagenet") and c.norm == "paper"
              and c.aggregation == "mean"}  # fmt: skip
@@ -44,7 +45,7 @@ def test_every_profile_crosses_axes_with_position_and_runs_the_variants(profile)
     options = {(c.position, c.norm, c.aggregation) for c in configs}
     assert {("learned", "slice", "mean"), ("sinusoidal", "joint", "mean"),
             ("learned", "paper", "max"), ("learned", "paper", "attention")} <= options  # fmt: skip
-    assert ex.CONV3D in configs
+    assert grids.CONV3D in configs
     assert any(c.init == "random" and c.mode == "frozen" for c in configs)
     labels = [c.label for c in configs]
     assert len(set(labels)) == len(labels)  # every configuration has its own name
@@ -53,7 +54,7 @@ def test_every_profile_crosses_axes_with_position_and_runs_the_variants(profile)
 def test_every_ablation_config_builds_on_its_profiles_grid():
     for profile in ("smoke", "cpu"):
         shape = (46, 55, 46)  # smoke and cpu run at 4 mm: the paper's small CNN is gpu only
-        for config in ex.grid_configs(profile, "ablation"):
+        for config in grids.grid_configs(profile, "ablation"):
             model = config.build(shape)
             if config.model == "sliceset":
                 assert model.axis == config.axis and model.position == config.position
@@ -62,29 +63,29 @@ def test_every_ablation_config_builds_on_its_profiles_grid():
 def test_the_small_cnn_grid_runs_the_papers_cnn_on_every_axis_on_2mm_slices():
     name = "ablation-small-cnn"
     cells = {(c.encoder, c.init, c.mode, c.axis, c.position, c.aggregation)
-             for c in ex.grid_configs("cpu", name)}  # fmt: skip
+             for c in grids.grid_configs("cpu", name)}  # fmt: skip
     assert cells == {("scratch", "random", "finetune", axis, position, "mean")
                      for axis in AXES for position in ("learned", "none")}  # fmt: skip
     for profile in ("smoke", "cpu"):
-        assert ex.grid_cohort_size(name, profile)["resolution"] == 2
-        for config in ex.grid_configs(profile, name):
+        assert grids.grid_cohort_size(name, profile)["resolution"] == 2
+        for config in grids.grid_configs(profile, name):
             assert config.build((91, 109, 91)).axis == config.axis  # 2 mm: it builds
     # the same participants, splits and training subjects as the ablation grid's cells
-    ablation = ex.grid_cohort_size("ablation", "cpu")
-    assert ex.grid_cohort_size(name, "cpu") == {**ablation, "resolution": 2}
-    runs = ex.grid_runs(name, "cpu", n_train=140)
-    scratch = [r for r in ex.grid_runs("ablation", "cpu", 140) if r.config.mode == "finetune"]
+    ablation = grids.grid_cohort_size("ablation", "cpu")
+    assert grids.grid_cohort_size(name, "cpu") == {**ablation, "resolution": 2}
+    runs = grids.grid_runs(name, "cpu", n_train=140)
+    scratch = [r for r in grids.grid_runs("ablation", "cpu", 140) if r.config.mode == "finetune"]
     assert {(r.train_size, r.seed, r.epochs, r.batch_size) for r in runs} == {
         (s.train_size, s.seed, s.epochs, s.batch_size) for s in scratch
     }
     # kept, not live: make book's data step does not build its 2 mm cohort
-    assert name not in ex.book_data_grids() and "ablation" in ex.book_data_grids()
+    assert name not in grids.book_data_grids() and "ablation" in grids.book_data_grids()
 
 
 @pytest.mark.slow
 def test_cli_trains_the_papers_small_cnn_on_its_2mm_grid(tmp_path):
     out = tmp_path / "small_cnn"
-    assert ex.main(["ablation-small-cnn", "--profile", "smoke", "--out", str(out)]) == 0
+    assert cli.main(["ablation-small-cnn", "--profile", "smoke", "--out", str(out)]) == 0
     table = pd.read_csv(out / "results.csv")
     assert list(table["status"]) == ["ok"] and list(table["encoder"]) == ["scratch"]
     assert np.isfinite(table["mae"]).all()
@@ -124,14 +125,14 @@ def test_order_control_leaves_a_position_free_model_and_moves_a_position_model()
 @pytest.mark.slow
 def test_cli_writes_the_ablation_table_with_its_option_columns(tmp_path, capsys):
     out = tmp_path / "ablation"
-    assert ex.main(["ablation", "--profile", "smoke", "--out", str(out)]) == 0
+    assert cli.main(["ablation", "--profile", "smoke", "--out", str(out)]) == 0
     assert "position=none" in capsys.readouterr().out
     table = pd.read_csv(out / "results.csv")
     for column in ("axis", "position", "norm", "aggregation", "encoder", "init", "mode",
                    "seed", "train_size", "mae", "status"):  # fmt: skip
         assert column in table.columns
     n_train = int(table["train_size"].max())
-    assert len(table) == len(ex.grid_runs("ablation", "smoke", n_train))
+    assert len(table) == len(grids.grid_runs("ablation", "smoke", n_train))
     assert set(table["axis"].dropna()) >= AXES and set(table["norm"]) >= {"paper", "slice"}
     ok = table[table["status"] == "ok"]
     assert set(table.loc[table["status"] != "ok", "status"]) <= {

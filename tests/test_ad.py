@@ -9,7 +9,9 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from slicemri_lite.data import Cohort
+from slicemri_lite.experiments import _cli as cli
 from slicemri_lite.experiments import _compare as compare
+from slicemri_lite.experiments import _grids as grids
 from slicemri_lite.experiments import _runner as ex
 from slicemri_lite.experiments import _runs as runs
 from slicemri_lite.experiments import get_profile
@@ -67,7 +69,7 @@ def test_age_matching_drops_only_the_cn_younger_than_the_youngest_ad():
 # ---------------------------------------------------------------- the AD grid and its table
 
 
-def stand_in_run(config, cohort, profile, seed, patience=5, features=None, task="age"):
+def stand_in_run(config, cohort, profile, seed, *, recipe=None, features=None, task="age", **_):
     """AD probabilities that follow the true label with seeded noise."""
     assert task == "ad"
     rng = np.random.default_rng(seed)
@@ -90,20 +92,24 @@ def stand_in_features(cohort, spec, **kwargs):
 
 def test_the_ad_grid_has_every_comparison_the_chapter_makes():
     for profile in ("smoke", "cpu", "gpu"):
-        specs = ex.grid_runs("ad", profile, 30)
+        specs = grids.grid_runs("ad", profile, 30)
         unmatched = {s.config for s in specs if not s.age_matched}
         matched = {s.config for s in specs if s.age_matched}
-        assert ex.AGE_ONLY in unmatched and ex.AGE_ONLY in matched and ex.RIDGE in unmatched
-        assert ex.CONV3D in unmatched
-        for axis in ex.AXES:
+        assert (
+            grids.AGE_ONLY in unmatched and grids.AGE_ONLY in matched and grids.RIDGE in unmatched
+        )
+        assert grids.CONV3D in unmatched
+        for axis in grids.AXES:
             for init in ("imagenet", "random"):
                 for position in ("learned", "none"):
-                    config = runs.ModelConfig("sliceset", ex.LITE0, init, "frozen", axis, position)
+                    config = runs.ModelConfig(
+                        "sliceset", grids.LITE0, init, "frozen", axis, position
+                    )
                     assert config in unmatched
-            assert runs.ModelConfig("sliceset", ex.LITE0, "imagenet", "frozen", axis) in matched
-        seeds = {s.seed for s in specs if s.config == ex.AGE_ONLY}
+            assert runs.ModelConfig("sliceset", grids.LITE0, "imagenet", "frozen", axis) in matched
+        seeds = {s.seed for s in specs if s.config == grids.AGE_ONLY}
         assert len(seeds) >= 2  # paired seeds, intervals
-    assert ex.GRIDS["ad"].task == "ad"
+    assert grids.GRIDS["ad"].task == "ad"
 
 
 def test_the_ad_table_has_its_columns_and_age_matched_runs_say_so(tmp_path, monkeypatch):
@@ -111,7 +117,7 @@ def test_the_ad_table_has_its_columns_and_age_matched_runs_say_so(tmp_path, monk
     monkeypatch.setattr(ex, "slice_features", stand_in_features)
     cohort = ad_cohort()
     n_train = len(cohort.indices("train"))
-    specs = [s for s in ex.grid_runs("ad", "smoke", n_train) if s.config.model != "conv3d"]
+    specs = [s for s in grids.grid_runs("ad", "smoke", n_train) if s.config.model != "conv3d"]
     experiment = ex.Experiment(
         cohort, get_profile("smoke"), out=tmp_path, progress=False, task="ad"
     )
@@ -147,7 +153,7 @@ def test_the_ad_table_has_its_columns_and_age_matched_runs_say_so(tmp_path, monk
 def test_the_brain_age_table_is_unchanged_and_refuses_age_matching():
     assert ex.columns("age") == ex.COLUMNS and "age_matched" not in ex.COLUMNS
     experiment = ex.Experiment(ad_cohort(), get_profile("smoke"), progress=False)
-    spec = runs.RunSpec(ex.RIDGE, 10, 0, age_matched=True)
+    spec = runs.RunSpec(grids.RIDGE, 10, 0, age_matched=True)
     with pytest.raises(ValueError, match="age matching applies to task 'ad'"):
         experiment.run([spec])
 
@@ -163,11 +169,11 @@ def test_cli_ad_writes_the_ad_columns(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(ex, "open_grid_cohort", stand_in_cohort)
     out = tmp_path / "ad"
-    assert ex.main(["ad", "--profile", "smoke", "--out", str(out)]) == 0
+    assert cli.main(["ad", "--profile", "smoke", "--out", str(out)]) == 0
     assert opened == {"name": "ad", "profile": "smoke"}
     table = pd.read_csv(out / "results.csv")
     assert list(table.columns) == ex.columns("ad")
-    assert len(table) == len(ex.grid_runs("ad", "smoke", len(ad_cohort().indices("train"))))
+    assert len(table) == len(grids.grid_runs("ad", "smoke", len(ad_cohort().indices("train"))))
     assert "age_only" in capsys.readouterr().out
 
 
@@ -267,16 +273,18 @@ def test_slice_pixels_are_the_slices_pooled_in_plane():
 def test_open_cohort_passes_generator_options_and_caches_them_apart(tmp_path):
     from slicemri_lite.data import open_cohort
 
-    plain = open_cohort("synthetic", 6, 4, seed=0, data_dir=tmp_path, progress=False)
-    enriched = open_cohort("synthetic", 6, 4, seed=0, data_dir=tmp_path, progress=False,
+    plain = open_cohort("synthetic", 6, resolution=4, seed=0, data_dir=tmp_path, progress=False)
+    enriched = open_cohort("synthetic", 6, resolution=4, seed=0, data_dir=tmp_path, progress=False,
                            synthetic_config={"age_min": 60.0, "ad_prevalence": 1.0})  # fmt: skip
     assert plain.meta["cache"] != enriched.meta["cache"] and "-cfg" in enriched.meta["cache"]
     assert (enriched.table["diagnosis"] == "AD").all()  # everyone is 60+ and every 60+ has AD
     assert enriched.meta["generator"]["config"]["ad_prevalence"] == 1.0
     with pytest.raises(ValueError, match="SyntheticConfig does not have"):
-        open_cohort("synthetic", 6, 4, data_dir=tmp_path, synthetic_config={"ad_share": 0.5})
+        open_cohort(
+            "synthetic", 6, resolution=4, data_dir=tmp_path, synthetic_config={"ad_share": 0.5}
+        )
     with pytest.raises(ValueError, match="applies to data='synthetic' only"):
-        open_cohort("oasis", 6, 4, data_dir=tmp_path, synthetic_config={"age_min": 50.0})
+        open_cohort("oasis", 6, resolution=4, data_dir=tmp_path, synthetic_config={"age_min": 50.0})
 
 
 def test_the_ad_grid_cohort_is_enriched_and_large_enough_at_smoke(monkeypatch):
@@ -287,7 +295,7 @@ def test_the_ad_grid_cohort_is_enriched_and_large_enough_at_smoke(monkeypatch):
 
     monkeypatch.setattr(ex, "open_cohort", stand_in_open)
     ex.open_grid_cohort("ad", get_profile("smoke"))
-    assert seen["n_subjects"] >= 40 and seen["synthetic_config"] == ex.AD_COHORT
+    assert seen["n_subjects"] >= 40 and seen["synthetic_config"] == grids.AD_COHORT
     seen.clear()
     ex.open_grid_cohort("brain-age", get_profile("smoke"))
     assert seen == {"n_subjects": 24, "progress": False}

@@ -32,7 +32,7 @@ def smoke_cohort():
     from slicemri_lite.experiments import get_profile
 
     p = get_profile("smoke")
-    return open_cohort("synthetic", p.n_subjects, p.resolution, seed=0, progress=False)
+    return open_cohort("synthetic", p.n_subjects, resolution=p.resolution, seed=0, progress=False)
 
 
 def test_ridge_numbers_are_the_librarys_one_ridge_on_this_cohort(nb):

@@ -47,7 +47,7 @@ def test_the_saved_model_is_the_papers_and_scores_what_the_chapter_says(nb):
     assert model.config["norm"] == "joint" and model.config["head"] == "mlp"  # the paper's
     assert read_contract(path)["task"] == "age"
     p = get_profile("smoke")
-    cohort = open_cohort("synthetic", p.n_subjects, p.resolution, seed=0, progress=False)
+    cohort = open_cohort("synthetic", p.n_subjects, resolution=p.resolution, seed=0, progress=False)
     test = cohort.indices("test")
     mae = age_metrics(cohort.targets("age", test), predict(model, cohort, "test"))["mae"]
     assert glued_float(nb, "test_mae") == pytest.approx(mae, rel=1e-4)

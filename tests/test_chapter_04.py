@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from notebook_tools import glued, glued_float, glued_text
 
-from slicemri_lite.experiments import brain_age_grid
+from slicemri_lite.experiments import grid_runs
 from slicemri_lite.models import torchvision_weights_path
 
 pytestmark = pytest.mark.notebooks
@@ -22,7 +22,7 @@ def nb(executed_chapter):
 def test_the_grid_ran_every_planned_run(nb):
     n_train = int(glued_float(nb, "n_train"))
     assert n_train > 0 and glued_float(nb, "n_test") > 0
-    assert glued_float(nb, "n_runs") == len(brain_age_grid("smoke", n_train))
+    assert glued_float(nb, "n_runs") == len(grid_runs("brain-age", "smoke", n_train))
 
 
 def test_the_ridge_baseline_is_the_one_chapter_2_reports(nb):
@@ -75,7 +75,7 @@ def test_every_printed_result_names_profile_and_data(nb):
 
 
 def test_undertrained_networks_are_counted(nb):
-    grid = brain_age_grid("smoke", int(glued_float(nb, "n_train")))
+    grid = grid_runs("brain-age", "smoke", int(glued_float(nb, "n_train")))
     networks = [s for s in grid if s.config.model in ("conv3d", "sliceset")]
     resnet_imagenet = [s for s in networks if s.config.label.startswith("resnet18 imagenet")]
     n_networks = glued_float(nb, "n_networks")

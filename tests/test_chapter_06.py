@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from notebook_tools import glued_float, glued_text
 
-from slicemri_lite.experiments import _runner as experiments
+from slicemri_lite.experiments import _grids as experiments
 
 pytestmark = pytest.mark.notebooks
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
-from notebook_tools import glued, glued_float
+from notebook_tools import glued_float
 
 pytestmark = pytest.mark.notebooks
 
 STEM = "08_making_it_fast"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -32,18 +36,23 @@ def test_a_volume_costs_its_slices_in_encoder_flops(nb):
 
 def test_smaller_chunks_need_less_memory(nb):
     assert glued_float(nb, "chunk4_peak_mib") < glued_float(nb, "plain_peak_mib")
-    assert glued_float(nb, "mib_per_slice") > 0
+    # a training step holds every slice's activations: EfficientNet-Lite0 on a 55 x 46
+    # slice keeps a few MiB of them, and far less than a whole 4 mm volume per slice
+    assert 0.1 < glued_float(nb, "mib_per_slice") < 50
 
 
 def test_live_bench_ratios_are_measured(nb):
     assert 0 < glued_float(nb, "live_e2e_over_paper") < 100
     assert 0 < glued_float(nb, "live_model_over_encoder") <= 1.5
     achieved, matmul = glued_float(nb, "achieved_tflops"), glued_float(nb, "matmul_tflops")
-    assert 0 < achieved and 0 < matmul
-    assert glued_float(nb, "achieved_fraction") == pytest.approx(100 * achieved / matmul, rel=1e-3)
+    # depthwise convolutions on small slices reach a fraction of a square matmul's rate
+    assert 0 < achieved < matmul
+    assert 0 < glued_float(nb, "achieved_fraction") < 100
 
 
 def test_the_stored_2mm_bench_is_shown(nb):
-    values = glued(nb)
-    assert "cpu_e2e_over_paper" in values and "cpu_wrapper_cost" in values
-    assert glued_float(nb, "cpu_e2e_over_paper") > 0
+    stored = json.loads((ROOT / "results" / "bench_cpu.json").read_text())
+    assert glued_float(nb, "cpu_e2e_over_paper") == pytest.approx(stored["train_e2e_over_paper"])
+    assert glued_float(nb, "cpu_wrapper_cost") == pytest.approx(
+        100 * stored["goals"]["wrapper_cost_over_encoder"]
+    )

@@ -75,8 +75,16 @@ def test_building_a_cohort_lets_go_of_its_renderer(tmp_path):
     from slicemri_lite.data.synthetic import _anatomy as anatomy
     from slicemri_lite.data.synthetic import _render as render
 
-    data.open_cohort("synthetic", n_subjects=2, resolution=4, data_dir=tmp_path, progress=False)
+    first = data.open_cohort("synthetic", n_subjects=2, resolution=4, data_dir=tmp_path / "a",
+                             progress=False)  # fmt: skip
     # the renderer and its templates (about 0.25 GB at 2 mm) are not kept once it is saved
     assert render.renderer.cache_info().currsize == 0
     assert anatomy.load_template.cache_info().currsize == 0
-    assert render.renderer(4) is render.renderer(4)  # and are built again when needed
+    # ... and are built again when needed (a miss of the emptied cache), rendering the same
+    render.renderer(4)
+    info = render.renderer.cache_info()
+    assert (info.misses, info.currsize) == (1, 1)
+    again = data.open_cohort("synthetic", n_subjects=2, resolution=4, data_dir=tmp_path / "b",
+                             progress=False)  # fmt: skip
+    np.testing.assert_array_equal(np.asarray(again.volumes), np.asarray(first.volumes))
+    assert render.renderer.cache_info().currsize == 0

@@ -53,7 +53,9 @@ def test_two_processes_train_the_weights_one_process_trains(two_process_run):
         assert (found["straight"][key] - value).norm() <= 1e-2 * moved, key
     assert len(inert) == 5
     history = result.history.drop(columns="seconds")
-    pd.testing.assert_frame_equal(pd.DataFrame(found["history"]), history, rtol=1e-4)
+    # losses after the first step carry the same rounding (measured: 1.7e-4 relative after
+    # epoch 2 with the paper's recipe's Adam + L2); a real DDP error moves them by far more
+    pd.testing.assert_frame_equal(pd.DataFrame(found["history"]), history, rtol=1e-3)
     single.load_state_dict(found["straight"])
     twin = predict(single, tiny_cohort(16), "test", device="cpu")
     np.testing.assert_allclose(twin, predict(model_from(result), tiny_cohort(16), "test"),
@@ -90,11 +92,12 @@ def test_one_process_is_not_a_job():
 
 
 def test_provenance_records_world_size_and_backend(tmp_path):
-    from slicemri_lite.experiments._runner import _write_provenance
+    from slicemri_lite.experiments._provenance import provenance_record, write_provenance
 
-    _write_provenance(tmp_path, ["brain-age"], 0.0, finished=True)
+    write_provenance(tmp_path, provenance_record("brain-age", "smoke", ["brain-age"], 0.0, True))
     record = json.loads((tmp_path / "provenance.json").read_text())
     assert (record["world_size"], record["backend"]) == (1, "none")
+    assert (record["grid"], record["profile"]) == ("brain-age", "smoke")
 
 
 def test_a_batch_must_split_evenly_over_the_processes(monkeypatch):
@@ -102,3 +105,39 @@ def test_a_batch_must_split_evenly_over_the_processes(monkeypatch):
     monkeypatch.setattr(distributed, "set_up", lambda device: (two, device))
     with pytest.raises(ValueError, match=r"'batch_size' \(3, volumes per step over all"):
         fit(model(), tiny_cohort(16), **{**SETTINGS, "batch_size": 3})
+
+
+@pytest.mark.slow
+def test_two_processes_run_a_grid_and_rank_0_writes_the_one_process_table(tmp_path):
+    """The smoke fine-tuning grid (baselines, 3D CNN, Lite0 fine-tuned from ImageNet and
+    random weights) under ``torchrun`` on 2 CPU processes: no run fails (a fine-tuned encoder
+    with batch norm trains with frozen batch-norm statistics there), and rank 0 writes one
+    table with the one-process rows and metrics close to the one-process ones."""
+    from slicemri_lite.experiments import _cli as cli
+    from slicemri_lite.experiments import _runner as runner
+    from slicemri_lite.experiments import load_run
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    grid = ["brain-age-finetune", "--profile", "smoke"]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc_per_node=2", "-m", "slicemri_lite.experiments", *grid,
+               "--out", str(tmp_path / "two")]  # fmt: skip
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("wrote results.csv") == 1  # rank 0 alone writes and reports
+    assert cli.main([*grid, "--out", str(tmp_path / "one")]) == 0
+    two, one = load_run(tmp_path / "two"), load_run(tmp_path / "one")
+    assert (two.provenance["world_size"], two.provenance["backend"]) == (2, "gloo")
+    assert (two.grid, two.profile) == ("brain-age-finetune", "smoke")
+    keys = runner.RUN_KEYS
+    pd.testing.assert_frame_equal(two.results[keys], one.results[keys])
+    assert set(two.results["status"]) == {"ok"} and len(two.results) == len(one.results) > 5
+    pd.testing.assert_frame_equal(two.predictions[keys], one.predictions[keys])
+    closed_form = two.results["model"].isin(["mean", "ridge"])
+    for metric in ("mae", "rmse"):
+        found, expected = two.results[metric].to_numpy(), one.results[metric].to_numpy()
+        assert np.isfinite(found).all()
+        np.testing.assert_allclose(found[closed_form], expected[closed_form], rtol=1e-6)
+        # networks: rank-split batches, per-rank dropout, frozen batch-norm statistics;
+        # measured: at most 0.6 years apart on an MAE/RMSE of about 18
+        np.testing.assert_allclose(found, expected, atol=1.5)

@@ -16,6 +16,7 @@ from slicemri_lite.models import (
     torchvision_weights_path,
 )
 from slicemri_lite.models import _encoders as encoders
+from slicemri_lite.models import _weights as weights
 
 
 def _normalised_rgb(x: torch.Tensor, mean, std) -> torch.Tensor:
@@ -50,7 +51,7 @@ def test_folded_conv_rejects_non_rgb_convs():
 def test_folded_encoder_equals_the_rgb_network(name):
     """The whole encoder (random init; timm's 'same' padding for lite0) sees the same image."""
     torch.manual_seed(0)
-    model, mean, std, first = encoders._imagenet_network(name, pretrained=False)
+    model, mean, std, first = encoders.imagenet_network(name, pretrained=False)
     encoders._strip_classifier(model)
     model.eval()
     x = torch.rand(2, 1, 33, 41)
@@ -103,7 +104,7 @@ def test_uncached_torchvision_weights_fail_fast_with_the_fix(tmp_path, monkeypat
     def offline(url, path):
         raise OSError("Name or service not known")
 
-    monkeypatch.setattr(encoders, "_download", offline)
+    monkeypatch.setattr(weights, "_download", offline)
     path = torchvision_weights_path("resnet18")
     assert str(path).startswith(str(tmp_path))
     with pytest.raises(OfflineWeightsError) as err:
@@ -122,7 +123,7 @@ def test_cached_torchvision_weights_are_used(tmp_path, monkeypatch):
     def no_download(url, path):
         raise AssertionError("a cached file must not be downloaded again")
 
-    monkeypatch.setattr(encoders, "_download", no_download)
+    monkeypatch.setattr(weights, "_download", no_download)
     torch.manual_seed(1)
     reference = torchvision.models.resnet18(weights=None)
     path = torchvision_weights_path("resnet18")

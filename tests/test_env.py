@@ -2,15 +2,34 @@
 
 from __future__ import annotations
 
+import os
 import platform
 
-import numpy as np
+import pytest
 
 from slicemri_lite._core import env as env
 
+GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
 
 def test_trim_heap_runs_where_the_c_library_has_it():
-    blocks = [np.ones(50_000) for _ in range(200)]  # heap allocations, then freed
+    assert env.trim_heap() is GLIBC
+
+
+@pytest.mark.skipif(not GLIBC, reason="malloc_trim is glibc's")
+def test_trim_heap_gives_freed_heap_memory_back():
+    # 25,000 blocks of 4 kB (~100 MB): above pymalloc's 512 bytes and below malloc's mmap
+    # threshold, so they live in malloc's heap; written, so their pages are resident
+    blocks = [bytes([i % 256]) * 4000 for i in range(25_000)]
+    pin = bytes([1]) * 4000  # allocated last: free() cannot give the heap back by itself
     del blocks
-    ran = env.trim_heap()
-    assert ran is (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
+    held = _rss_bytes()
+    assert env.trim_heap()
+    released = held - _rss_bytes()
+    assert released > 50 * 2**20, f"trim_heap released {released / 2**20:.1f} MiB of ~100 MiB"
+    assert len(pin) == 4000

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,14 +12,17 @@ from data_fixtures import planted_cohort
 from scipy import stats
 
 from slicemri_lite.data import Cohort
+from slicemri_lite.experiments import TRAINING_LENGTH, get_profile, kept_runs, load_run
+from slicemri_lite.experiments import _cli as cli
 from slicemri_lite.experiments import _compare as compare
+from slicemri_lite.experiments import _grids as grids
 from slicemri_lite.experiments import _runner as ex
 from slicemri_lite.experiments import _runs as runs
-from slicemri_lite.experiments import get_profile
+from slicemri_lite.experiments import _tables as tables
 from slicemri_lite.models import OfflineWeightsError
-from slicemri_lite.train import MeanAge, SliceFeatures, VoxelRidge, age_metrics
+from slicemri_lite.train import MeanBaseline, SliceFeatures, VoxelRidge, age_metrics
 
-LITE0 = ex.LITE0
+LITE0 = grids.LITE0
 
 
 def toy_cohort(n: int = 60, seed: int = 0, signal: float = 1.0) -> Cohort:
@@ -43,7 +47,7 @@ def test_age_metrics_known_values():
 def test_mean_baseline_predicts_the_training_mean():
     cohort = toy_cohort()
     train_mean = cohort.table["age"].to_numpy()[cohort.indices("train")].mean()
-    predicted = MeanAge().fit(cohort).predict(cohort, "test")
+    predicted = MeanBaseline().fit(cohort).predict(cohort, "test")
     assert predicted.shape == (len(cohort.indices("test")),)
     np.testing.assert_allclose(predicted, train_mean)
 
@@ -55,7 +59,7 @@ def test_ridge_learns_the_age_signal_and_chooses_alpha_on_val():
     assert ridge.alpha_ in ridge.ridge_.alphas
     assert ridge.ridge_.val_scores_[ridge.alpha_] == min(ridge.ridge_.val_scores_.values())
     ridge_mae = age_metrics(ages, ridge.predict(cohort))["mae"]
-    mean_mae = age_metrics(ages, MeanAge().fit(cohort).predict(cohort))["mae"]
+    mean_mae = age_metrics(ages, MeanBaseline().fit(cohort).predict(cohort))["mae"]
     assert ridge_mae < 0.5 * mean_mae
 
 
@@ -69,7 +73,7 @@ def test_ridge_is_not_thrown_by_a_block_that_is_flat_in_training():
     cohort.volumes[test, :4, :4, :4] = 1.0  # ...but not in the test scans (misregistration)
     ages = cohort.table["age"].to_numpy()[test]
     ridge_mae = age_metrics(ages, VoxelRidge(block_mm=4.0).fit(cohort).predict(cohort))["mae"]
-    assert ridge_mae < 0.5 * age_metrics(ages, MeanAge().fit(cohort).predict(cohort))["mae"]
+    assert ridge_mae < 0.5 * age_metrics(ages, MeanBaseline().fit(cohort).predict(cohort))["mae"]
 
 
 def test_ridge_needs_a_validation_split():
@@ -83,54 +87,55 @@ def test_ridge_needs_a_validation_split():
 
 
 def test_grid_caps_sizes_at_the_training_split_and_covers_every_seed():
-    specs = ex.brain_age_grid("cpu", n_train=70, seed_offset=10)
+    specs = grids.grid_runs("brain-age", "cpu", n_train=70, seed_offset=10)
     assert len(specs) == len(set(specs))
-    for block in ex.GRIDS["brain-age"].profiles["cpu"]:
-        sizes = {70 if s == ex.ALL else min(s, 70) for s in block.sizes}
+    for block in grids.GRIDS["brain-age"].profiles["cpu"]:
+        sizes = {70 if s == grids.ALL else min(s, 70) for s in block.sizes}
         for config in block.configs:
             runs = {(s.train_size, s.seed) for s in specs if s.config == config}
             assert runs >= {(n, 10 + seed) for n in sizes for seed in block.seeds}
     assert {s.train_size for s in specs} == {25, 50, 70}
     with pytest.raises(ValueError, match="'profile' must be one of"):
-        ex.brain_age_grid("laptop", 70)
+        grids.grid_runs("brain-age", "laptop", 70)
 
 
 def test_equal_steps_gives_smaller_training_sets_more_epochs():
     profile = get_profile("cpu")
-    specs = ex.brain_age_grid("cpu", n_train=140)
+    specs = grids.grid_runs("brain-age", "cpu", n_train=140)
     lite0 = [s for s in specs if s.config.label == "efficientnet_lite0 imagenet frozen"]
     steps = {s.train_size: s.n_epochs(profile) * s.train_size for s in lite0}
-    assert steps[140] == profile.epochs * 140
+    profile_epochs = TRAINING_LENGTH["cpu"]["epochs"]
+    assert steps[140] == profile_epochs * 140
     for size, n in steps.items():  # the same number of samples seen, up to rounding
         assert n / steps[140] == pytest.approx(1, abs=size / steps[140])
-    finetune = ex.grid_runs("brain-age-finetune", "cpu", n_train=140)
-    assert {s.n_epochs(profile) for s in finetune if s.config.model in ex.NETWORKS} == {20}
+    finetune = grids.grid_runs("brain-age-finetune", "cpu", n_train=140)
+    assert {s.n_epochs(profile) for s in finetune if s.config.model in runs.NETWORKS} == {20}
     patience = {s.train_size: s.patience for s in lite0}
-    assert patience[140] == ex.PATIENCE and patience[25] > patience[50] > patience[140]
-    capped = ex.brain_age_grid("cpu", n_train=1000)
+    assert patience[140] == grids.PATIENCE and patience[25] > patience[50] > patience[140]
+    capped = grids.grid_runs("brain-age", "cpu", n_train=1000)
     small = [s for s in capped if s.train_size == 25 and s.config.mode == "frozen"]
-    assert {s.n_epochs(profile) for s in small} == {ex.MAX_EPOCH_FACTOR * profile.epochs}
+    assert {s.n_epochs(profile) for s in small} == {grids.MAX_EPOCH_FACTOR * profile_epochs}
 
 
 def test_grids_pair_imagenet_with_random_init_and_gpu_runs_everything():
-    for profile in ex.GRIDS["brain-age"].profiles:
-        configs = set(ex.grid_configs(profile))
+    for profile in grids.GRIDS["brain-age"].profiles:
+        configs = set(grids.grid_configs(profile))
         for init in ("imagenet", "random"):
-            assert ex.ModelConfig("sliceset", "efficientnet_lite0", init, "frozen") in configs
+            assert runs.ModelConfig("sliceset", "efficientnet_lite0", init, "frozen") in configs
             for how in ("mean", "concat"):  # pooled over slices, and slices side by side
-                probe = ex.ModelConfig("probe", LITE0, init, "frozen", aggregation=how)
+                probe = runs.ModelConfig("probe", LITE0, init, "frozen", aggregation=how)
                 assert probe in configs
         assert {"mean", "ridge"} <= {c.model for c in configs}
-        tuned = set(ex.grid_configs(profile, "brain-age-finetune"))
+        tuned = set(grids.grid_configs(profile, "brain-age-finetune"))
         for init in ("imagenet", "random"):  # the paper's comparison: both fine-tuned
-            assert ex.ModelConfig("sliceset", "efficientnet_lite0", init, "finetune") in tuned
-        assert ex.CONV3D in tuned
-    assert ex.SCRATCH in set(ex.grid_configs("gpu"))  # the paper's small CNN needs 2 mm
-    gpu = set(ex.grid_configs("gpu"))
+            assert runs.ModelConfig("sliceset", "efficientnet_lite0", init, "finetune") in tuned
+        assert grids.CONV3D in tuned
+    assert grids.SCRATCH in set(grids.grid_configs("gpu"))  # the paper's small CNN needs 2 mm
+    gpu = set(grids.grid_configs("gpu"))
     for encoder in ("resnet18", "efficientnet_lite0"):
         for init in ("imagenet", "random"):
-            assert ex.ModelConfig("sliceset", encoder, init, "finetune") in gpu
-    assert set(ex.grid_configs("cpu")) <= gpu and set(ex.grid_configs("smoke")) <= gpu
+            assert runs.ModelConfig("sliceset", encoder, init, "finetune") in gpu
+    assert set(grids.grid_configs("cpu")) <= gpu and set(grids.grid_configs("smoke")) <= gpu
 
 
 def subset(cohort, size, seed):
@@ -175,8 +180,8 @@ def fake_results(diff: float, noise: float, seeds=(0, 1, 2, 3, 4)) -> pd.DataFra
         for seed in seeds:
             base = 8.0 + rng.normal(0, 1)
             for init, mae in [("imagenet", base + diff + rng.normal(0, noise)), ("random", base)]:
-                config = ex.ModelConfig("sliceset", "efficientnet_lite0", init, "finetune")
-                rows.append({**ex.RunSpec(config, size, seed).key(), "mae": mae, "status": "ok"})
+                config = runs.ModelConfig("sliceset", "efficientnet_lite0", init, "finetune")
+                rows.append({**runs.RunSpec(config, size, seed).key(), "mae": mae, "status": "ok"})
     return pd.DataFrame(rows)
 
 
@@ -230,10 +235,10 @@ def test_init_differences_pairs_imagenet_with_random_and_describes_them():
     lonely = results.iloc[:2].assign(encoder="resnet18", init="imagenet")  # no random partner
     table = compare.init_differences(pd.concat([results, lonely], ignore_index=True))
     assert set(zip(table["a"], table["b"], strict=True)) == {(IMAGENET, RANDOM)}
-    sentence = compare.describe_difference(table.iloc[0])
+    sentence = tables.describe_difference(table.iloc[0])
     assert "excludes zero" in sentence and f"{table.iloc[0]['difference']:+.2f}" in sentence
     noisy = compare.init_differences(fake_results(diff=0.0, noise=2.0))
-    assert "within noise" in compare.describe_difference(noisy.iloc[0])
+    assert "within noise" in tables.describe_difference(noisy.iloc[0])
     assert compare.init_differences(results.iloc[:0]).empty
 
 
@@ -241,15 +246,23 @@ def test_flat_runs_finds_models_that_predict_one_age_for_everyone():
     rng = np.random.default_rng(0)
     rows = []
     for init, seed in [("imagenet", 0), ("imagenet", 1), ("random", 0), ("random", 1)]:
-        key = ex.RunSpec(ex.ModelConfig("sliceset", "efficientnet_lite0", init, "frozen"), 25, seed)
+        key = runs.RunSpec(
+            runs.ModelConfig("sliceset", "efficientnet_lite0", init, "frozen"), 25, seed
+        )
         age = rng.uniform(20, 90, 30)
         flat = init == "random" and seed == 1
         predicted = 55 + rng.normal(0, 0.1, 30) if flat else age + rng.normal(0, 5, 30)
         rows.append(pd.DataFrame({**key.key(), "age": age, "predicted": predicted}))
-    table = compare.flat_runs(pd.concat(rows, ignore_index=True))
+    table = tables.flat_runs(pd.concat(rows, ignore_index=True))
     assert table.to_dict("records") == [
         {"label": "efficientnet_lite0 random frozen", "train_size": 25, "n_runs": 2, "n_flat": 1}
     ]
+    assert tables.describe_flat_runs(table) == (
+        "These runs predict nearly one age for everyone: "
+        "efficientnet_lite0 random frozen with 25 subjects (1 of 2 runs)."
+    )
+    assert tables.describe_flat_runs(table, "kept run", sizes=False).endswith("(1 of 2).")
+    assert tables.describe_flat_runs(table.iloc[:0]) == "No run predicts one age for everyone."
 
 
 def test_summarize_ignores_skipped_runs_and_reports_a_ci_per_size():
@@ -266,14 +279,14 @@ def test_summarize_ignores_skipped_runs_and_reports_a_ci_per_size():
 # ---------------------------------------------------------------- results table
 
 
-def stand_in_run(config, cohort, profile, seed, patience=5, features=None, task="age"):
+def stand_in_run(config, cohort, profile, seed, *, recipe=None, features=None, task="age", **_):
     """Stands in for training: the train mean plus seeded noise."""
     assert (features is not None) == (config.mode == "frozen")
     if features is not None:
         assert len(features) == len(cohort)  # the run's rows, not the whole cohort's
     rng = np.random.default_rng(seed)
     mean = cohort.table["age"].to_numpy()[cohort.indices("train")].mean()
-    epochs = profile.epochs if config.model in runs.NETWORKS else 0
+    epochs = recipe.epochs if config.model in runs.NETWORKS else 0
     val, test = (mean + rng.normal(0, 5, len(cohort.indices(s))) for s in ("val", "test"))
     return runs.RunResult(val, test, epochs)
 
@@ -291,7 +304,7 @@ def test_experiment_writes_one_row_per_run_and_skips_offline_weights(tmp_path, m
     monkeypatch.setattr(ex, "run_config", stand_in_run)
     monkeypatch.setattr(ex, "slice_features", stand_in_features)
     cohort = toy_cohort()
-    specs = ex.brain_age_grid("smoke", len(cohort.indices("train")))
+    specs = grids.grid_runs("brain-age", "smoke", len(cohort.indices("train")))
     experiment = ex.Experiment(cohort, get_profile("smoke"), out=tmp_path, progress=False)
     experiment.run(specs)
     table = pd.read_csv(tmp_path / "results.csv")
@@ -317,6 +330,35 @@ def test_experiment_writes_one_row_per_run_and_skips_offline_weights(tmp_path, m
     assert len(calls) == len(frozen)  # every frozen run asks; slice_features computes once
 
 
+def test_a_run_that_raises_is_recorded_as_failed_and_the_grid_goes_on(tmp_path, monkeypatch):
+    def conv3d_breaks(config, *args, **kwargs):
+        if config.model == "conv3d":
+            raise RuntimeError("out of memory\nmore detail")
+        return stand_in_run(config, *args, **kwargs)
+
+    monkeypatch.setattr(ex, "run_config", conv3d_breaks)
+    cohort = toy_cohort()
+    specs = [runs.RunSpec(config, 10, 0) for config in (grids.CONV3D, grids.RIDGE)]
+    experiment = ex.Experiment(cohort, get_profile("smoke"), out=tmp_path, progress=False)
+    table = experiment.run(specs)
+    assert list(table["status"]) == ["failed: RuntimeError: out of memory", "ok"]
+    assert len(pd.read_csv(tmp_path / "results.csv")) == 2 and np.isnan(table["mae"][0])
+    with pytest.raises(ValueError, match="trained no network: failed: RuntimeError"):
+        experiment.train(specs[0])
+
+
+def test_only_several_cpu_processes_freeze_a_fine_tuned_encoders_batch_norm(monkeypatch):
+    experiment = ex.Experiment(toy_cohort(), get_profile("smoke"), progress=False)
+    shape = experiment.cohort.shape
+    resnet = runs.ModelConfig("sliceset", "resnet18", "random", "finetune", axis="coronal")
+    assert experiment._slice_chunk(resnet, experiment.cohort) is None  # one process
+    two = ex.distributed.Distributed(rank=0, world_size=2, backend="gloo")
+    monkeypatch.setattr(ex.distributed, "current", lambda: two)
+    assert experiment._slice_chunk(resnet, experiment.cohort) == shape[1]  # every slice
+    for config in (dataclasses.replace(resnet, mode="frozen"), grids.CONV3D):
+        assert experiment._slice_chunk(config, experiment.cohort) is None  # no batch norm
+
+
 # ---------------------------------------------------------------- networks
 
 
@@ -330,11 +372,11 @@ def test_a_frozen_run_trains_on_cached_features_like_fit_with_a_frozen_encoder()
     rng = np.random.default_rng(1)
     cohort = toy_cohort(n=20)
     cohort.volumes = rng.normal(0, 1, (20, 4, 18, 18)).astype(np.float32)
-    settings = dataclasses.replace(get_profile("smoke"), epochs=2)
+    settings = get_profile("smoke")  # a frozen head trains the book's recipe, 2 epochs of 4
     torch.manual_seed(0)  # the paper's model, as the grid builds it
     net = SliceSetNet.paper("efficientnet_lite0", pretrained=False, volume_shape=cohort.shape)
     train_val = cohort.subset(np.flatnonzero(cohort.table["split"] != "test"))
-    fit(net, train_val, epochs=2, batch_size=settings.batch_size, seed=0,
+    fit(net, train_val, epochs=2, batch_size=4, seed=0,
         device="cpu", freeze_encoder=True, progress=False)  # fmt: skip
     expected = predict(net, cohort, "test", task="age", device="cpu")
 
@@ -360,13 +402,13 @@ def test_cli_runs_the_smoke_grid_and_writes_a_complete_table(tmp_path, capsys):
 
     out = tmp_path / "smoke"
     assert (
-        ex.main(["brain-age", "--profile", "smoke", "--data", "synthetic", "--out", str(out)]) == 0
+        cli.main(["brain-age", "--profile", "smoke", "--data", "synthetic", "--out", str(out)]) == 0
     )
     assert "efficientnet_lite0 imagenet frozen" in capsys.readouterr().out
     table = pd.read_csv(out / "results.csv")
     assert list(table.columns) == ex.COLUMNS
     n_train = int(table.loc[table["model"] == "mean", "train_size"].max())
-    assert len(table) == len(ex.brain_age_grid("smoke", n_train))
+    assert len(table) == len(grids.grid_runs("brain-age", "smoke", n_train))
     assert set(table["profile"]) == {"smoke"} and set(table["data"]) == {"synthetic"}
     ok = table[table["status"] == "ok"]
     assert set(table.loc[table["status"] != "ok", "status"]) <= {
@@ -381,6 +423,42 @@ def test_cli_runs_the_smoke_grid_and_writes_a_complete_table(tmp_path, capsys):
     assert (ok.loc[ok["spread"] == 0, "model"] == "mean").all()
     provenance = json.loads((out / "provenance.json").read_text())
     assert provenance["status"] == "complete" and "--profile smoke" in provenance["command"]
+    kept = load_run(out)
+    assert (kept.grid, kept.profile) == ("brain-age", "smoke")
+    pd.testing.assert_frame_equal(kept.results, table)
+    pd.testing.assert_frame_equal(kept.predictions, predictions)
+
+
+def test_load_run_reads_a_new_record_and_derives_grid_and_profile_for_an_old_one(tmp_path):
+    import json
+
+    table = pd.DataFrame({"model": ["mean"], "mae": [3.0]})
+    new = {"grid": "ad", "profile": "gpu", "command": "python -m slicemri_lite.experiments x"}
+    old = {"command": "python -m slicemri_lite.experiments ablation --profile cpu --out o"}
+    chapter = {"command": "python tools/keep_chapter_run.py book/07_interpretation.ipynb"}
+    for name, record in {"new": new, "old": old, "chapter": chapter}.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "provenance.json").write_text(json.dumps(record))
+    for name in ("new", "old"):
+        table.to_csv(tmp_path / name / "results.csv", index=False)
+    assert (load_run(tmp_path / "new").grid, load_run(tmp_path / "new").profile) == ("ad", "gpu")
+    assert (load_run(tmp_path / "old").grid, load_run(tmp_path / "old").profile) == (
+        "ablation",
+        "cpu",
+    )
+    pd.testing.assert_frame_equal(load_run(tmp_path / "old").results, table)
+    chapter_run = load_run(tmp_path / "chapter")
+    assert chapter_run.grid is None and chapter_run.results is None
+    assert [r.grid for r in kept_runs(tmp_path, grids=["ablation"])] == ["ablation"]
+    with pytest.raises(FileNotFoundError, match="provenance.json"):
+        load_run(tmp_path / "missing")
+
+
+def test_load_run_reads_every_kept_grid_run_in_results():
+    found = {r.folder.name: r for r in kept_runs(Path(__file__).parents[1] / "results")}
+    for run in found.values():
+        assert run.grid in grids.GRIDS and run.profile == "cpu"
+        assert set(ex.RUN_KEYS) <= set(run.results.columns) and len(run.predictions)
 
 
 def test_probe_reads_pooled_or_concatenated_slice_features_and_is_labelled_so():
@@ -392,12 +470,12 @@ def test_probe_reads_pooled_or_concatenated_slice_features_and_is_labelled_so():
     features = SliceFeatures(values, None, LITE0)
     errors = {}
     for how in ("mean", "concat"):
-        config = ex.ModelConfig("probe", LITE0, "imagenet", "frozen", aggregation=how)
+        config = runs.ModelConfig("probe", LITE0, "imagenet", "frozen", aggregation=how)
         result = runs.run_config(config, cohort, get_profile("smoke"), 0, features=features)
         test = cohort.targets("age", cohort.indices("test"))
         errors[how] = float(np.abs(result.test - test).mean())
     assert errors["concat"] < 2 < errors["mean"]  # the mean over slices dilutes it
-    concat = ex.ModelConfig("probe", LITE0, "random", "frozen", aggregation="concat")
+    concat = runs.ModelConfig("probe", LITE0, "random", "frozen", aggregation="concat")
     assert concat.label == "efficientnet_lite0 random probe concat"
     with pytest.raises(ValueError, match="'aggregation' must be one of"):
-        ex.ModelConfig("probe", LITE0, "random", "frozen", aggregation="max")
+        runs.ModelConfig("probe", LITE0, "random", "frozen", aggregation="max")

@@ -43,7 +43,8 @@ def cached_cohort(tmp_path):
 def test_a_second_request_runs_no_encoder(cached_cohort, encoder_calls):
     first = slice_features(cached_cohort, SPEC, batch_size=16)
     assert encoder_calls == [len(cached_cohort)]
-    assert first.shape == (len(cached_cohort), cached_cohort.shape[0], first.shape[2])
+    # one 256-d scratch-encoder vector per sagittal slice of every volume
+    assert first.shape == (12, cached_cohort.shape[0], 256)
     again = slice_features(cached_cohort, SPEC, batch_size=16)
     assert encoder_calls == [len(cached_cohort)] and again is first
 
@@ -84,7 +85,7 @@ def test_features_equal_the_models_own_slice_features():
     net = SPEC.build(cohort.shape)
     x = torch.from_numpy(np.asarray(cohort.volumes, dtype=np.float32))[:, None]
     with torch.no_grad():
-        expected = net.slice_features(x).numpy()
+        expected = net.encoder_features(x).numpy()
     np.testing.assert_allclose(features.values, expected, rtol=1e-5, atol=1e-5)
     feat.clear_memory_cache()
 
@@ -101,7 +102,7 @@ def test_paper_inputs_are_the_paper_models_own_features():
     assert spec.matches(model) and not dataclasses.replace(spec, inputs="book").matches(model)
     x = torch.from_numpy(np.asarray(cohort.volumes, dtype=np.float32))[:, None]
     with torch.no_grad():
-        np.testing.assert_allclose(features.values, model.slice_features(x).numpy(),
+        np.testing.assert_allclose(features.values, model.encoder_features(x).numpy(),
                                    rtol=1e-4, atol=1e-4)  # fmt: skip
     feat.clear_memory_cache()
 
@@ -121,10 +122,10 @@ def test_encoding_in_slice_batches_gives_the_same_features():
     net = SliceSetNet.paper("resnet18", volume_shape=cohort.shape, pretrained=False)
     whole = feat.encode_volumes(net, cohort.volumes, slice_batch=10_000)
     chunked = feat.encode_volumes(net, cohort.volumes, batch_size=2, slice_batch=7)
-    assert whole.shape == (3, cohort.shape[0], whole.shape[-1])
+    assert whole.shape == (3, cohort.shape[0], 512)  # ResNet-18's 512 features per slice
     np.testing.assert_allclose(chunked, whole, rtol=1e-4, atol=1e-5)
     with torch.no_grad():  # and the same as the model's own pass over whole volumes
-        direct = net.eval().slice_features(
+        direct = net.eval().encoder_features(
             torch.from_numpy(np.asarray(cohort.volumes, np.float32))[:, None]
         )
     np.testing.assert_allclose(whole, direct.numpy(), rtol=1e-4, atol=1e-5)

@@ -249,7 +249,7 @@ def test_slice_gains_read_the_joint_norms_per_slice_weights():
         model.norm.weight[2] = -3.0  # the sign does not matter, the size does
     gains = model.slice_gains()
     assert gains.shape == (4,) and gains.tolist() == [1.0, 1.0, 3.0, 1.0]
-    plain = SliceSetNet.paper("efficientnet_lite0", pretrained=False, position=False,
+    plain = SliceSetNet.paper("efficientnet_lite0", pretrained=False, position="none",
                               volume_shape=(4, 18, 18))  # fmt: skip
     with pytest.raises(ValueError, match="slice_gains needs norm='joint'"):
         plain.slice_gains()

@@ -23,6 +23,11 @@ TOLERANCE = 1e-4  # of the outputs' spread across inputs
 N_INPUTS = 3  # volumes per comparison (resnet50 is heavy: keep the batch tiny)
 
 
+def _code(position: bool) -> str:
+    """The paper's ``use_position_encoding`` flag as ``SliceSetNet.paper``'s ``position``."""
+    return "learned" if position else "none"
+
+
 def _reference(encoder: str, axis: str, aggregation: str, position: bool, shape, heads=1):
     torch.manual_seed(0)
     ref = MRI2DSlice(
@@ -81,7 +86,7 @@ def _compare(encoder, axis, aggregation, position, shape, heads=1) -> tuple[floa
     x = _inputs(shape)
     with torch.no_grad():  # centre the outputs: a constant offset only adds rounding
         ref.regressor[1].bias -= ref(x).mean()
-    model = SliceSetNet.paper(encoder, axis, aggregation, position, embed_dim=32, heads=heads,
+    model = SliceSetNet.paper(encoder, axis, aggregation, _code(position), embed_dim=32, heads=heads,
                               volume_shape=shape, pretrained=False).eval()  # fmt: skip
     model.load_paper_state_dict({"net." + k: v for k, v in ref.state_dict().items()})
     with torch.no_grad():
@@ -120,7 +125,7 @@ def test_on_the_papers_grid(encoder, axis):
 def test_a_paper_state_dict_loads_without_the_net_prefix_too():
     shape = SMALL_CNN_SHAPES["axial"]
     ref = _reference("scratch", "axial", "mean", True, shape)
-    model = SliceSetNet.paper("scratch", "axial", "mean", True, volume_shape=shape).eval()
+    model = SliceSetNet.paper("scratch", "axial", "mean", "learned", volume_shape=shape).eval()
     model.load_paper_state_dict(ref.state_dict())
     x = _inputs(shape)
     with torch.no_grad():
@@ -130,7 +135,7 @@ def test_a_paper_state_dict_loads_without_the_net_prefix_too():
 def test_target_scaling_keeps_the_outputs():
     shape = SMALL_CNN_SHAPES["sagittal"]
     ref = _reference("scratch", "sagittal", "max", False, shape)
-    model = SliceSetNet.paper("scratch", "sagittal", "max", False, volume_shape=shape).eval()
+    model = SliceSetNet.paper("scratch", "sagittal", "max", "none", volume_shape=shape).eval()
     model.load_paper_state_dict(ref.state_dict(), target_mean=62.68, target_std=7.5)
     assert float(model.target_mean) == pytest.approx(62.68)
     x = _inputs(shape)
@@ -141,7 +146,7 @@ def test_target_scaling_keeps_the_outputs():
 def test_a_mismatched_state_dict_is_refused_naming_the_keys():
     shape = SHAPES["coronal"]
     ref = _reference("resnet18", "coronal", "mean", True, shape)  # no attention
-    model = SliceSetNet.paper("resnet18", "coronal", "attention", True, volume_shape=shape,
+    model = SliceSetNet.paper("resnet18", "coronal", "attention", "learned", volume_shape=shape,
                               pretrained=False)  # fmt: skip
     state = ref.state_dict()
     state["net.extra.weight"] = torch.zeros(1)
@@ -152,7 +157,7 @@ def test_a_mismatched_state_dict_is_refused_naming_the_keys():
 
 def test_a_state_dict_for_another_axis_is_refused_naming_the_shape():
     ref = _reference("scratch", "sagittal", "mean", True, (64, 64, 40))
-    model = SliceSetNet.paper("scratch", "coronal", "mean", True, volume_shape=(64, 64, 40))
+    model = SliceSetNet.paper("scratch", "coronal", "mean", "learned", volume_shape=(64, 64, 40))
     with pytest.raises(
         ValueError, match=r"position_encoding: \(1, 64, 64, 1, 1\) \(expected \(1, 64, 1, 64, 1\)\)"
     ):
@@ -170,6 +175,19 @@ def test_the_small_cnn_refuses_slices_too_small_for_it():
         SliceSetNet.paper("scratch", volume_shape=(46, 55, 46))  # the 4 mm grid
 
 
+def test_position_takes_the_same_names_as_slicesetnets():
+    """One type for ``position`` across ``SliceSetNet`` and ``.paper``: a flag is refused."""
+    shape = (10, 12, 4)
+    coded = SliceSetNet.paper("efficientnet_lite0", position="learned", volume_shape=shape,
+                              pretrained=False)  # fmt: skip
+    plain = SliceSetNet.paper("efficientnet_lite0", position="none", volume_shape=shape,
+                              pretrained=False)  # fmt: skip
+    assert (coded.config["position"], coded.config["norm"]) == ("learned", "joint")
+    assert (plain.config["position"], plain.config["norm"]) == ("none", "none")
+    with pytest.raises(ValueError, match=r"'position' must be one of \['learned', 'none'\]"):
+        SliceSetNet.paper("efficientnet_lite0", position=True, volume_shape=shape)
+
+
 def test_paper_model_wraps_other_encoders():
     model = SliceSetNet.paper("efficientnet_lite0", "axial", "attention", volume_shape=(10, 12, 4))
     with torch.no_grad():
@@ -181,7 +199,7 @@ def test_paper_model_wraps_other_encoders():
 def test_the_model_zscores_its_input():
     """A volume scaled (e.g. by its white-matter level) gives the z-scored volume's output."""
     shape = SHAPES["axial"]
-    model = SliceSetNet.paper("resnet18", "axial", "mean", True, volume_shape=shape,
+    model = SliceSetNet.paper("resnet18", "axial", "mean", "learned", volume_shape=shape,
                               pretrained=False).eval()  # fmt: skip
     x = _inputs(shape, 2)
     with torch.no_grad():

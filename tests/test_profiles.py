@@ -2,7 +2,7 @@
 
 The ``gpu`` profile's first run should not be a student's on Colab. Each configuration of
 each profile's brain-age grid trains here once with that profile's encoder, batch size,
-learning rate and frozen/fine-tuned mode; only the sizes change (a 12-subject 4 mm cohort,
+and the recipe and frozen/fine-tuned mode its grid gives it; only the sizes change (a 12-subject 4 mm cohort,
 one epoch) and the device is forced to the CPU. Tests never download: where a grid asks
 for ResNet ImageNet weights, these tests load random weights in their place (the
 EfficientNet-Lite0 weights ship with a package and are the real ones). The paper's small
@@ -22,10 +22,12 @@ import torch
 from slicemri_lite.experiments import (
     GRIDS,
     PROFILES,
+    TRAINING_LENGTH,
     Experiment,
     RunSpec,
     get_profile,
     grid_configs,
+    recipe_for,
 )
 from slicemri_lite.models import _encoders as encoders
 
@@ -55,7 +57,8 @@ def random_resnet_weights(monkeypatch):
 
 
 def test_every_grid_profile_is_a_profile_and_auto_picks_by_device():
-    assert set(PROFILE_NAMES) == set(PROFILES)
+    assert set(PROFILE_NAMES) <= set(PROFILES)
+    assert set(TRAINING_LENGTH) == set(PROFILES)  # every profile says how long it trains
     expected = "gpu" if torch.cuda.is_available() else "cpu"
     assert get_profile("auto").name == expected
 
@@ -66,7 +69,7 @@ def test_each_profile_trains_every_configuration_of_its_grid(
     name, tiny_cohort, random_resnet_weights
 ):
     torch.set_num_threads(2)
-    settings = replace(get_profile(name), epochs=1, device="cpu")
+    settings = replace(get_profile(name), device="cpu")
     configs, needs_2mm = [], []
     for config in grid_configs(name):
         try:
@@ -84,7 +87,7 @@ def test_each_profile_trains_every_configuration_of_its_grid(
     assert (results["status"] == "ok").all(), results[["model", "encoder", "init", "status"]]
     assert np.isfinite(results["mae"]).all()
     networks = results[results["model"].isin(["sliceset", "conv3d"])]
-    assert (networks["batch_size"] == settings.batch_size).all()  # the profile's own batch
+    assert (networks["batch_size"] == TRAINING_LENGTH[name]["batch_size"]).all()  # its own
     uses_resnet = any(c.encoder == "resnet18" and c.init == "imagenet" for c in configs)
     assert bool(random_resnet_weights) == uses_resnet  # and they were random, not downloaded
     if name == "gpu":
@@ -99,8 +102,9 @@ def test_the_gpu_profile_fine_tunes_on_cuda_with_bf16_and_channels_last(random_r
     from slicemri_lite.experiments import run_config
 
     cohort = synthetic_cohort(12, seed=0, resolution=2)  # the gpu profile's own grid
-    settings = replace(get_profile("gpu"), epochs=1)
+    profile = get_profile("gpu")
     for config in grid_configs("gpu"):
         if config.model == "sliceset" and config.mode == "finetune":
-            result = run_config(config, cohort, settings, seed=0)
+            recipe = replace(recipe_for(config, profile), epochs=1)
+            result = run_config(config, cohort, profile, seed=0, recipe=recipe)
             assert np.isfinite(result.test).all() and len(result.test) == 2, config.label

@@ -10,9 +10,10 @@ import torch
 
 from slicemri_lite.train import (
     RECIPES,
+    Recipe,
+    choose_recipe,
     get_recipe,
     make_optimizer,
-    recipe_for_profile,
     recipes_table,
 )
 
@@ -24,7 +25,7 @@ def _params():
 def test_the_paper_recipe_holds_the_papers_numbers():
     paper = RECIPES["paper"]
     assert (paper.optimizer, paper.lr, paper.weight_decay) == ("adam", 1e-4, 1e-4)
-    assert (paper.batch_size, paper.max_epochs, paper.keep) == (8, 100, "best_val")
+    assert (paper.batch_size, paper.epochs, paper.keep) == (8, 100, "best_val")
     assert paper.schedule == "constant" and paper.patience is None
 
 
@@ -86,16 +87,33 @@ def test_unknown_recipes_and_bad_sizes_are_refused():
         RECIPES["paper"].lr = 1.0
 
 
-def test_each_profile_names_its_recipe():
-    from slicemri_lite.experiments import PROFILES
+def test_the_book_recipe_is_the_dataclass_defaults_and_bad_fields_are_refused():
+    assert RECIPES["book"] == Recipe()
+    assert (Recipe().batch_size, Recipe().epochs, Recipe().patience) == (8, 15, 5)
+    with pytest.raises(ValueError, match=r"'keep' must be one of \['best_val', 'last'\]"):
+        Recipe(keep="worst")
+    with pytest.raises(ValueError, match="'patience' must be an integer of at least 1"):
+        Recipe(patience=0)
+    with pytest.raises(ValueError, match="'batch_size' must be an integer"):
+        dataclasses.replace(RECIPES["paper"], batch_size=0)
 
-    assert recipe_for_profile("gpu").name == "paper"
-    assert {recipe_for_profile(p).name for p in ("smoke", "cpu")} == {"book"}
-    assert set(PROFILES) <= {"smoke", "cpu", "gpu"}
+
+def test_fit_chooses_the_book_recipe_for_frozen_features_and_the_paper_one_otherwise():
+    assert choose_recipe(frozen=True).name == "book"
+    assert choose_recipe(frozen=False).name == "paper"
 
 
 @pytest.mark.parametrize("profile", ["smoke", "cpu", "gpu"])
-def test_networks_trained_end_to_end_take_the_papers_recipe_at_every_profile(profile):
+def test_a_profile_changes_only_how_long_a_recipe_trains(profile):
+    from slicemri_lite.experiments import TRAINING_LENGTH, get_profile, recipe_for_profile
+
+    for name, recipe in RECIPES.items():
+        scaled = recipe_for_profile(get_profile(profile), recipe)
+        assert scaled == dataclasses.replace(recipe, **TRAINING_LENGTH[profile]), name
+
+
+@pytest.mark.parametrize("profile", ["smoke", "cpu", "gpu"])
+def test_grid_networks_take_the_recipe_fit_would_choose_at_every_profile(profile):
     from slicemri_lite.experiments import ModelConfig, get_profile, recipe_for
 
     prof = get_profile(profile)
@@ -106,7 +124,7 @@ def test_networks_trained_end_to_end_take_the_papers_recipe_at_every_profile(pro
     ]
     assert {recipe_for(c, prof).name for c in end_to_end} == {"paper"}
     frozen = ModelConfig("sliceset", "efficientnet_lite0", "imagenet", "frozen")
-    assert recipe_for(frozen, prof) == recipe_for_profile(profile)  # the book's on a CPU
+    assert recipe_for(frozen, prof).name == "book"
 
 
 @pytest.mark.parametrize(
@@ -133,22 +151,11 @@ def test_the_grid_patience_applies_only_to_recipes_that_stop_early(monkeypatch, 
     cohort = planted_cohort()
     values = np.zeros((len(cohort), cohort.shape[0], 4), np.float32)
     features = SliceFeatures(values, None, "efficientnet_lite0")
+    profile = get_profile("cpu")
+    spec = runs.RunSpec(runs.ModelConfig(*config), 8, 0, epochs=7, batch_size=2, patience=3)
     with pytest.raises(StopIteration):
-        runs.run_config(runs.ModelConfig(*config), cohort, get_profile("cpu"), 0, 3, features)
-    assert seen["patience"] == expected
-
-
-@pytest.mark.parametrize(("recipe", "trained_epochs"), [("paper", 8), ("book", 6)])
-def test_fit_takes_its_early_stopping_from_the_recipe(recipe, trained_epochs):
-    from data_fixtures import planted_cohort
-
-    from slicemri_lite.models import Conv3DNet
-    from slicemri_lite.train import fit
-
-    cohort = planted_cohort(12, (8, 8, 8))
-    torch.manual_seed(0)
-    net = Conv3DNet(volume_shape=cohort.shape, channels=(2, 2), embed_dim=2)
-    # lr 0: the validation loss never improves on epoch 1, so the book's recipe (patience 5)
-    # stops after epoch 6 and the paper's (no early stopping) trains every epoch
-    result = fit(net, cohort, epochs=8, batch_size=4, lr=0.0, recipe=recipe, progress=False)
-    assert len(result.history) == trained_epochs
+        runs.run_config(spec.config, cohort, profile, 0, recipe=spec.recipe(profile),
+                        features=features)  # fmt: skip
+    recipe = seen["recipe"]
+    assert (recipe.patience, recipe.epochs, recipe.batch_size) == (expected, 7, 2)
+    assert recipe.name == ("book" if spec.config.needs_features else "paper")

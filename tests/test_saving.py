@@ -178,3 +178,33 @@ def test_the_command_line_script_writes_the_predictions(tmp_path, capsys):
     pd.testing.assert_frame_equal(written, predict_nifti(path, files), check_dtype=False)
     assert module.main([str(path), str(tmp_path / "missing.nii")]) == 1
     assert "file not found" in capsys.readouterr().err
+
+
+def test_an_ad_model_predicts_probabilities_under_the_tasks_one_column(tmp_path, capsys):
+    """predict_nifti and the command line name the prediction as PREDICTION_COLUMN does, and an
+    AD model's logits become probabilities (the library's one sigmoid)."""
+    import importlib.util
+    from pathlib import Path
+
+    from slicemri_lite._core.numeric import sigmoid
+    from slicemri_lite.data import PREDICTION_COLUMN
+
+    cohort = tiny_cohort()
+    net = SliceSetNet("scratch", pretrained=False, volume_shape=SHAPE, embed_dim=8)
+    model = _trained_like(net, mean=0.0, std=1.0)  # logits, as fit leaves an AD model
+    path = save_model(model, tmp_path / "ad.pt", cohort=cohort, task="ad")
+    files = [_save_nifti(cohort.volumes[i], cohort.affine, tmp_path / f"s{i}.nii") for i in (0, 1)]
+    found = predict_nifti(path, files)
+    assert list(found.columns) == ["participant_id", "path", PREDICTION_COLUMN["ad"]]
+    with torch.no_grad():
+        logits = model(torch.from_numpy(np.asarray(cohort.volumes[[0, 1]], np.float32))[:, None])
+    np.testing.assert_allclose(found["ad_probability"], sigmoid(logits[:, 0].numpy()), atol=1e-3)
+    assert ((found["ad_probability"] > 0) & (found["ad_probability"] < 1)).all()
+    np.testing.assert_allclose(sigmoid(np.array([-1e4, 0.0, 1e4], np.float32)), [0, 0.5, 1])
+    script = Path(__file__).resolve().parents[1] / "data_scripts" / "predict_nifti.py"
+    spec = importlib.util.spec_from_file_location("predict_nifti_script", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main([str(path), *files, "--out", str(tmp_path / "p.csv")]) == 0
+    assert "wrote 2 predictions (ad_probability)" in capsys.readouterr().out
+    assert PREDICTION_COLUMN["ad"] in pd.read_csv(tmp_path / "p.csv").columns

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -149,7 +151,7 @@ def test_folded_standardisation_gives_the_standardised_head_on_raw_volumes():
     model = scratch_net(aggregation="attention").eval()
     x = torch.from_numpy(cohort.volumes)[:, None]  # (n, 1, X, Y, Z)
     with torch.no_grad():
-        features = model.slice_features(x)  # (n, S, E)
+        features = model.encoder_features(x)  # (n, S, E)
         mean, std = feature_standardisation(features)
         scaled = (features - mean) / std
         torch.testing.assert_close(
@@ -211,3 +213,114 @@ def test_bad_arguments_are_reported():
         fit(Conv3DNet(volume_shape=SHAPE), cohort, freeze_encoder=True, **QUIET)
     with pytest.raises(ValueError, match=r"'split' must be one of"):
         predict(scratch_net(), cohort, split="validation", task="age")
+
+
+# ---------------------------------------------------------------- the recipe fit applies
+
+
+def _train_size(cohort) -> int:
+    return len(cohort.indices("train"))
+
+
+@pytest.fixture
+def optimiser_steps():
+    """Every optimiser step taken while the test runs: (optimiser type, its param_groups[0])."""
+    seen = []
+
+    def hook(optimizer, args, kwargs):
+        group = optimizer.param_groups[0]
+        seen.append((type(optimizer), group["lr"], group["weight_decay"]))
+
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    handle = register_optimizer_step_post_hook(hook)
+    yield seen
+    handle.remove()
+
+
+def test_options_after_the_cohort_are_keyword_only_and_unknown_ones_are_refused():
+    cohort = tiny_cohort(8)
+    with pytest.raises(TypeError, match="positional"):
+        fit(scratch_net(), cohort, "age", **QUIET)
+    with pytest.raises(TypeError, match=r"\['epoch'\].*Recipe fields"):
+        fit(scratch_net(), cohort, epoch=2, **QUIET)
+
+
+def test_without_a_recipe_a_network_trained_end_to_end_takes_the_papers():
+    from slicemri_lite.train import RECIPES
+
+    cohort = tiny_cohort(16)
+    result = fit(scratch_net(), cohort, epochs=1, **QUIET)
+    assert result.recipe == replace(RECIPES["paper"], epochs=1)
+    assert list(result.history["recipe"]) == ["paper"]
+
+
+def test_without_a_recipe_frozen_features_take_the_books():
+    from slicemri_lite.train import RECIPES
+
+    cohort = tiny_cohort(16)
+    frozen = fit(scratch_net(), cohort, freeze_encoder=True, epochs=1, **QUIET)
+    assert frozen.recipe == replace(RECIPES["book"], epochs=1)
+    assert list(frozen.history["recipe"]) == ["book"]
+
+
+@pytest.mark.parametrize("batch_size", [2, 4])
+def test_the_recipes_batch_size_and_epochs_set_the_optimiser_steps(batch_size, optimiser_steps):
+    from slicemri_lite.train import get_recipe
+
+    cohort = tiny_cohort(16)
+    recipe = replace(get_recipe("paper"), batch_size=batch_size, epochs=3)
+    result = fit(scratch_net(), cohort, recipe=recipe, **QUIET)
+    assert len(result.history) == 3
+    assert len(optimiser_steps) == 3 * -(-_train_size(cohort) // batch_size)
+
+
+def test_the_recipes_optimiser_lr_and_weight_decay_reach_the_optimiser(optimiser_steps):
+    from slicemri_lite.train import get_recipe
+
+    cohort = tiny_cohort(8)
+    paper = replace(get_recipe("paper"), lr=0.02, weight_decay=0.3)
+    fit(scratch_net(), cohort, recipe=paper, epochs=1, **QUIET)
+    assert set(optimiser_steps) == {(torch.optim.Adam, 0.02, 0.3)}
+    optimiser_steps.clear()
+    # keyword overrides replace the named recipe's fields the same way
+    fit(scratch_net(), cohort, recipe="book", epochs=1, lr=0.01, weight_decay=0.05,
+        schedule="constant", **QUIET)  # fmt: skip
+    assert set(optimiser_steps) == {(torch.optim.AdamW, 0.01, 0.05)}
+
+
+@pytest.mark.parametrize(
+    ("recipe", "overrides", "trained_epochs"),
+    [
+        ("paper", {}, 8),  # no early stopping: every epoch
+        ("book", {}, 6),  # patience 5: epoch 1, then 5 without progress
+        ("book", {"patience": 2}, 3),
+        ("book", {"patience": None}, 8),
+    ],
+)
+def test_the_recipes_patience_stops_training(recipe, overrides, trained_epochs):
+    # lr 0: the validation loss never improves on epoch 1
+    cohort = tiny_cohort(12)
+    result = fit(scratch_net(), cohort, recipe=recipe, epochs=8, batch_size=4, lr=0.0,
+                 **overrides, **QUIET)  # fmt: skip
+    assert len(result.history) == trained_epochs
+    assert result.best_epoch == 1
+
+
+def test_the_recipe_says_which_weights_are_kept():
+    cohort = tiny_cohort(16)
+    settings = {"recipe": "paper", "epochs": 4, "batch_size": 4, "lr": 3e-3, **QUIET}
+    last = fit(scratch_net(), cohort, keep="last", **settings)
+    assert last.best_epoch == 4
+    best = fit(scratch_net(), cohort, keep="best_val", **settings)
+    assert best.best_epoch == int(best.history["val_loss"].idxmin()) + 1
+
+
+def test_evaluate_and_predict_take_the_task_from_the_model():
+    cohort = tiny_cohort(16)
+    model = scratch_net()
+    fit(model, cohort, task="ad", epochs=1, batch_size=4, **QUIET)
+    assert {"auc", "balanced_accuracy"} <= set(evaluate(model, cohort, device="cpu"))
+    assert "mae" in evaluate(model, cohort, task="age", device="cpu")  # an explicit override
+    with pytest.raises(ValueError, match="'task' must be one of"):
+        evaluate(scratch_net(), cohort, device="cpu")

@@ -72,3 +72,29 @@ def test_venv_and_cohort_cache_are_cached():
         )
         assert ".venv" in cached and "slicemri-data" in cached
     assert _workflow()["env"]["SLICEMRI_DATA"].endswith(".cache/slicemri-data")
+
+
+def _recipe(target: str) -> str:
+    """The command lines of one Makefile target."""
+    text = (ROOT / "Makefile").read_text()
+    body = re.search(rf"^{target}:.*\n((?:\t.*\n)+)", text, re.MULTILINE)
+    assert body, f"the Makefile has no target {target!r}"
+    return body[1]
+
+
+def test_gpu_check_runs_gpu_tests_bench_and_chapters_at_gpu_smoke_into_out():
+    from slicemri_lite.experiments import PROFILES
+
+    assert "gpu-smoke" in PROFILES and PROFILES["gpu-smoke"].resolution == 2
+    check = _recipe("gpu-check")
+    assert "torch.cuda.is_available()" in check and "tools/gpu_check.py --out $(OUT)" in check
+    assert re.search(r"^OUT \?= results/gpu_check$", (ROOT / "Makefile").read_text(), re.M)
+    script = (ROOT / "tools" / "gpu_check.py").read_text()
+    assert '"-m", "gpu"' in script and '"slicemri_lite.analysis"' in script  # tests, bench
+    assert 'PROFILE = "gpu-smoke"' in script and "get_device_name" in script
+    assert "summary.json" in script and "summary.md" in script
+
+
+def test_gpu_smoke_cpu_runs_the_chapters_only_and_not_inside_make_test():
+    assert "tools/gpu_check.py --chapters-only" in _recipe("gpu-smoke-cpu")
+    assert "gpu" not in _recipe("test") and "gpu" not in _recipe("test-fast")

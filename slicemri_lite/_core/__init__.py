@@ -3,3 +3,5 @@
 Nothing here is public: the faces (``slicemri_lite.data``, ``.models``, ``.train``,
 ``.experiments``, ``.analysis``) re-export what a user needs.
 """
+
+__all__: list[str] = []

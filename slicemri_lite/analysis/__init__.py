@@ -6,15 +6,8 @@ from __future__ import annotations
 
 from slicemri_lite.analysis._bench import (
     OPTIONS,
-    PaperStyleForward,
-    PeakMemory,
     bench_table,
     benchmark,
-    encoder_flops,
-    inference_step,
-    memory_by_chunk,
-    top_operators,
-    train_step,
 )
 from slicemri_lite.analysis._interpret import (
     METHODS,
@@ -33,6 +26,17 @@ from slicemri_lite.analysis._interpret import (
     shuffle_labels,
     slice_attention,
     to_nifti,
+)
+from slicemri_lite.analysis._measure import (
+    PeakMemory,
+    encoder_flops,
+    inference_step,
+    memory_by_chunk,
+    top_operators,
+    train_step,
+)
+from slicemri_lite.analysis._paper_style import (
+    PaperStyleForward,
 )
 from slicemri_lite.analysis._positions import (
     AVERAGED,

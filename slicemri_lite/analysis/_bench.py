@@ -2,8 +2,8 @@
 
 One run, one device, one batch::
 
-    python -m slicemri_lite.bench --device cpu --resolution 2 --compare paper --out results/bench_cpu.json
-    python -m slicemri_lite.bench --device cuda --resolution 2 --compare paper --out results/bench_gpu.json
+    python -m slicemri_lite.analysis --device cpu --resolution 2 --compare paper --out results/bench_cpu.json
+    python -m slicemri_lite.analysis --device cuda --resolution 2 --compare paper --out results/bench_gpu.json
 
 What is measured (volumes/s; medians of repeated, interleaved steps):
 
@@ -19,7 +19,7 @@ What is measured (volumes/s; medians of repeated, interleaved steps):
   as the host has CPUs, in float32, as the paper's code does;
 - **options**, each on against the plain model: bf16 autocast, channels_last,
   ``torch.compile`` (static shapes), activation checkpointing over slice chunks
-  (``slicemri_lite.slice_chunks``), the cohort resident vs streamed;
+  (``slicemri_lite.train.ChunkedForward``), the cohort resident vs streamed;
 - peak memory of each (CUDA: allocated bytes; CPU: resident set size, sampled), and the
   arithmetic: encoder FLOPs per slice and per volume, achieved against a matmul's.
 
@@ -33,13 +33,8 @@ import copy
 import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
-import threading
-import time
-from collections.abc import Callable
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -48,25 +43,22 @@ from torch import nn
 
 from slicemri_lite._core.atomic import write_text_atomic
 from slicemri_lite._core.env import package_versions
-from slicemri_lite._core.geometry import axis_index, grid_shape
+from slicemri_lite._core.geometry import grid_shape
+from slicemri_lite.analysis._measure import (
+    encoder_flops,
+    inference_step,
+    matmul_tflops,
+    one_pass,
+    time_interleaved,
+    train_step,
+)
+from slicemri_lite.analysis._paper_style import NiftiVolumes, PaperStyleForward, write_nifti
 from slicemri_lite.data._open import open_cohort
-from slicemri_lite.models._slice_set import SliceSetNet, zscore_volumes
-from slicemri_lite.train._slice_chunks import ChunkedForward, freeze_batch_norm
+from slicemri_lite.models._slice_set import SliceSetNet
+from slicemri_lite.train._slice_chunks import ChunkedForward
 from slicemri_lite.train._streaming import ResidentVolumes, StreamedVolumes, index_batches
 
-__all__ = [
-    "OPTIONS",
-    "PaperStyleForward",
-    "PeakMemory",
-    "bench_table",
-    "benchmark",
-    "encoder_flops",
-    "main",
-    "memory_by_chunk",
-    "inference_step",
-    "top_operators",
-    "train_step",
-]
+__all__ = ["OPTIONS", "bench_table", "benchmark", "main"]
 
 OPTIONS = ("bf16", "channels_last", "compile", "chunk", "stream")
 # Compiling ResNet-18's forward and backward takes minutes on a 2-core CPU, longer than
@@ -76,312 +68,6 @@ CPU_OPTIONS = ("bf16", "channels_last", "chunk", "stream")
 GOAL_E2E_OVER_PAPER = {"cpu": 1.0, "cuda": 5.0}
 GOAL_CHUNKED_GIB_PER_VOLUME = 0.5  # GPU, with slice chunks (batch 32 on a 16 GB T4)
 GOAL_WRAPPER_COST = 0.10  # the wrapper costs at most 10% over the bare encoder
-
-
-# ---------------------------------------------------------------- the paper-style reference
-
-
-class PaperStyleForward(nn.Module):
-    """``model``'s computation the way the paper's code writes it (same modules and weights).
-
-    Slices are gathered one by one (``[x[:, :, i] for i in range(S)]``) and concatenated;
-    the encoder's output is split back into one ``(B, E)`` block per slice, and each block
-    is projected and given its position before the blocks are concatenated again. For a
-    ``SliceSetNet`` (``SliceSetNet.paper`` or the general form) with learned or no
-    positions, the output equals ``model(x)``.
-    """
-
-    def __init__(self, model: SliceSetNet):
-        super().__init__()
-        if getattr(model, "position", None) not in ("learned", "none"):
-            raise ValueError(
-                "the paper-style reference needs a SliceSetNet with position='learned' or "
-                f"'none'; {getattr(model, 'position', None)!r} was provided."
-            )
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        m = self.model
-        m._check_input(x)
-        if getattr(m, "input_norm", "none") == "zscore":
-            x = zscore_volumes(x)
-        dim = 2 + axis_index(m.axis)
-        slices = torch.cat([x.select(dim, i) for i in range(m.n_slices)], dim=0)  # (S*B, 1, H, W)
-        features = m.encoder(slices).split(x.shape[0])  # S blocks of (B, E)
-        coded = [m.project(f) for f in features]  # S blocks of (B, D)
-        if m.position == "learned":
-            positions = m.position_embedding.weight
-            coded = [c + positions[i] for i, c in enumerate(coded)]
-        tokens = m.norm(torch.cat([c[:, None] for c in coded], dim=1))  # (B, S, D)
-        if getattr(m, "post_project", None) is not None:
-            tokens = m.post_project(tokens)
-        pooled = {"mean": lambda t: t.mean(1), "max": lambda t: t.amax(1)}.get(
-            m.aggregation, m.pool
-        )(tokens)
-        return m._unscale(m.head(pooled))
-
-
-class _NiftiVolumes(torch.utils.data.Dataset):
-    """The paper's data path: decode one ``.nii.gz`` and z-score it per item (float32)."""
-
-    def __init__(self, paths: list[str]):
-        self.paths = paths
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        import nibabel as nib
-
-        volume = np.asarray(nib.load(self.paths[i]).get_fdata(), dtype=np.float32)
-        volume = (volume - volume.mean()) / volume.std()
-        return torch.from_numpy(volume)[None]  # (1, X, Y, Z)
-
-
-def _write_nifti(volumes: np.ndarray, folder: Path) -> list[str]:
-    import nibabel as nib
-
-    paths = []
-    for i, volume in enumerate(volumes):
-        path = folder / f"sub-{i:03d}.nii.gz"
-        nib.save(nib.Nifti1Image(np.asarray(volume, dtype=np.float32), np.eye(4)), path)
-        paths.append(str(path))
-    return paths
-
-
-# ---------------------------------------------------------------- measuring
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _trim_heap() -> None:
-    """Return freed heap memory to the system (glibc's ``malloc_trim``; elsewhere a no-op)."""
-    import ctypes
-    import ctypes.util
-    import gc
-
-    gc.collect()
-    libc = ctypes.util.find_library("c")
-    if libc and hasattr(ctypes.CDLL(libc), "malloc_trim"):
-        ctypes.CDLL(libc).malloc_trim(0)
-
-
-class PeakMemory:
-    """Peak memory above the level at entry, in bytes (``.peak``), within a ``with`` block.
-
-    CUDA: ``torch.cuda.max_memory_allocated``. CPU: the resident set size, sampled every
-    millisecond on a thread (Linux), so a spike shorter than that can be missed; freed heap
-    memory is handed back to the system first (glibc), so that memory the allocator kept
-    from an earlier step does not hide this one's.
-    """
-
-    def __init__(self, device: torch.device):
-        self.device, self.peak = torch.device(device), 0
-
-    def __enter__(self):
-        if self.device.type == "cuda":
-            _sync(self.device)
-            self._start = torch.cuda.memory_allocated(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-        else:
-            _trim_heap()
-            self._start, self._high, self._done = _rss_bytes(), 0, threading.Event()
-            self._thread = threading.Thread(target=self._sample, daemon=True)
-            self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self._done.is_set():
-            self._high = max(self._high, _rss_bytes())
-            time.sleep(0.001)
-
-    def __exit__(self, *exc):
-        if self.device.type == "cuda":
-            _sync(self.device)
-            self.peak = torch.cuda.max_memory_allocated(self.device) - self._start
-        else:
-            self._done.set()
-            self._thread.join()
-            self.peak = max(0, max(self._high, _rss_bytes()) - self._start)
-        return False
-
-
-def _time_interleaved(steps: dict[str, Callable], device, repeats: int, warmup: int):
-    """Median seconds and peak memory of each step function, called round by round.
-
-    Interleaving makes a slow spell of the machine (other jobs) hit every candidate alike;
-    the order rotates from round to round.
-    """
-    for step in steps.values():
-        for _ in range(warmup):
-            step()
-    seconds = {name: [] for name in steps}
-    peaks = dict.fromkeys(steps, 0)
-    names = list(steps)
-    for r in range(repeats):
-        # Each round starts one candidate later, so none always follows the same one (the
-        # paper-style pass's DataLoader workers exit while the next step starts).
-        for name in names[r % len(names) :] + names[: r % len(names)]:
-            step = steps[name]
-            with PeakMemory(device) as memory:
-                tic = time.perf_counter()
-                step()
-                _sync(torch.device(device))
-                seconds[name].append(time.perf_counter() - tic)
-            peaks[name] = max(peaks[name], memory.peak)
-    return {name: statistics.median(t) for name, t in seconds.items()}, peaks
-
-
-def _autocast(device: torch.device, bf16: bool):
-    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
-
-
-def train_step(module: nn.Module, inputs: Callable, device="cpu", bf16: bool = False,
-               frozen_batch_norm: bool = False) -> Callable[[], None]:  # fmt: skip
-    """A function doing one optimiser step (forward, backward, AdamW) on ``inputs()``.
-
-    ``frozen_batch_norm`` runs BatchNorm layers in eval mode (as ``fit`` does with slice
-    chunks). The learning rate is tiny: the weights, and so the work, stay the same.
-    """
-    device = torch.device(device)
-    params = [p for p in module.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-6)
-
-    def step():
-        module.train()
-        if frozen_batch_norm:
-            freeze_batch_norm(module)
-        x = inputs()
-        with _autocast(device, bf16):
-            loss = module(x).float().square().mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    return step
-
-
-def inference_step(module: nn.Module, inputs: Callable, device="cpu", bf16: bool = False,
-                   frozen_batch_norm: bool = False) -> Callable[[], None]:  # fmt: skip
-    """A function doing one forward pass in eval mode, without gradients, on ``inputs()``."""
-    device = torch.device(device)
-
-    @torch.no_grad()
-    def step():
-        module.eval()
-        x = inputs()
-        with _autocast(device, bf16):
-            module(x)
-
-    return step
-
-
-def _pass(make: Callable, module, batches: Callable, device) -> Callable:
-    """One pass over a fresh iterator of batches (data included): one step per batch."""
-    current = []
-    step = make(module, lambda: current.pop(), device)
-
-    def run():
-        for x in batches():
-            current.append(x)
-            step()
-
-    return run
-
-
-# ---------------------------------------------------------------- the arithmetic
-
-
-def encoder_flops(encoder: nn.Module, slice_shape: tuple[int, int], device="cpu") -> float:
-    """Forward FLOPs of ``encoder`` on one ``(1, 1, H, W)`` slice (a multiply-add is 2)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    x = torch.zeros(1, 1, *slice_shape, device=device)
-    was_training = encoder.training
-    encoder.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        encoder(x)
-    encoder.train(was_training)
-    return float(counter.get_total_flops())
-
-
-def _matmul_tflops(device: torch.device, dtype=torch.float32, n: int = 1024) -> float:
-    """TFLOP/s of a square matmul: what this device attains on the easiest possible work."""
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    a @ b
-    _sync(device)
-    best = float("inf")
-    for _ in range(3):
-        tic = time.perf_counter()
-        a @ b
-        _sync(device)
-        best = min(best, time.perf_counter() - tic)
-    return 2 * n**3 / best / 1e12
-
-
-# ---------------------------------------------------------------- profiling and memory
-
-
-def top_operators(step: Callable, device="cpu", n: int = 8) -> list[dict]:
-    """The ``n`` operators that take the most time in one call of ``step``.
-
-    Rows: ``operator``, ``calls``, ``self_ms`` (time in the operator itself; CUDA time on a
-    GPU) and ``share`` of the step's total self time.
-    """
-    from torch.profiler import ProfilerActivity, profile
-
-    activities = [ProfilerActivity.CPU]
-    cuda = torch.device(device).type == "cuda"
-    if cuda:
-        activities.append(ProfilerActivity.CUDA)
-    with profile(activities=activities) as prof:
-        step()
-        _sync(torch.device(device))
-    key = "self_device_time_total" if cuda else "self_cpu_time_total"
-    events = [e for e in prof.key_averages() if getattr(e, key) > 0]
-    total = sum(getattr(e, key) for e in events)
-    events.sort(key=lambda e: getattr(e, key), reverse=True)
-    return [
-        {
-            "operator": e.key,
-            "calls": e.count,
-            "self_ms": getattr(e, key) / 1e3,
-            "share": getattr(e, key) / total,
-        }  # fmt: skip
-        for e in events[:n]
-    ]
-
-
-def memory_by_chunk(model: SliceSetNet, x: torch.Tensor, chunks, device="cpu") -> list[dict]:
-    """Peak memory of one training step (forward + backward) at each slice-chunk size.
-
-    ``chunks`` holds slice counts, and ``None`` for the plain model (all slices at once).
-    Batch norm runs with frozen statistics in every case, so all compute the same thing.
-    Rows: ``chunk``, ``peak_mib``, ``seconds``.
-    """
-    device = torch.device(device)
-    model.to(device).train()
-    freeze_batch_norm(model)
-    rows = []
-    for chunk in chunks:
-        module = model if chunk is None else ChunkedForward(model, chunk)
-        with PeakMemory(device) as memory:
-            tic = time.perf_counter()
-            module(x).float().square().mean().backward()
-            _sync(device)
-            seconds = time.perf_counter() - tic
-        model.zero_grad(set_to_none=True)
-        rows.append({"chunk": chunk, "peak_mib": memory.peak / 2**20, "seconds": seconds})
-    return rows
 
 
 # ---------------------------------------------------------------- the benchmark
@@ -509,9 +195,9 @@ def benchmark(
     if "stream" in options:
         end_to_end["e2e_streamed"] = lambda: streamed.batches(positions)
     if compare == "paper":
-        paths = _write_nifti(volumes, folder)
+        paths = write_nifti(volumes, folder)
         loader = torch.utils.data.DataLoader(
-            _NiftiVolumes(paths), batch_size=batch_size, num_workers=os.cpu_count(),
+            NiftiVolumes(paths), batch_size=batch_size, num_workers=os.cpu_count(),
             pin_memory=dev.type == "cuda")  # fmt: skip
         end_to_end["paper_e2e"] = lambda: (b.to(dev, non_blocking=True) for b in loader)
     for mode, make in (("train", train_step), ("inference", inference_step)):
@@ -524,8 +210,8 @@ def benchmark(
                 steps_by_name[f"option_{name}"] = make(module, lambda: x, dev, bf16, frozen)
         for name, batches in end_to_end.items():
             module = PaperStyleForward(model) if name.startswith("paper") else model
-            steps_by_name[name] = _pass(make, module, batches, dev)
-        seconds, peaks = _time_interleaved(steps_by_name, dev, steps, warmup)
+            steps_by_name[name] = one_pass(make, module, batches, dev)
+        seconds, peaks = time_interleaved(steps_by_name, dev, steps, warmup)
         result.update(_throughputs(mode, seconds, peaks, batch_size, n, end_to_end))
     result.update(_ratios(result, compare, dev))
     return result
@@ -558,7 +244,7 @@ def _arithmetic(model: SliceSetNet, slices: torch.Tensor, dev) -> dict:
     return {
         "encoder_gflop_per_slice": per_slice / 1e9,
         "encoder_gflop_per_volume": per_slice * model.n_slices / 1e9,
-        "matmul_tflops_fp32": _matmul_tflops(dev),
+        "matmul_tflops_fp32": matmul_tflops(dev),
     }
 
 
@@ -673,7 +359,7 @@ def main(argv: list[str] | None = None) -> dict:
                        args.warmup, compare=None if args.compare == "none" else args.compare,
                        options=options, chunk=args.chunk, pass_batches=args.pass_batches)  # fmt: skip
     given = sys.argv[1:] if argv is None else argv
-    result["command"] = "python -m slicemri_lite.bench " + " ".join(given)
+    result["command"] = "python -m slicemri_lite.analysis " + " ".join(given)
     if args.note:
         result["note"] = args.note
     text = json.dumps(result, indent=2)

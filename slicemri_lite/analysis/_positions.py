@@ -28,13 +28,14 @@ import torch
 from slicemri_lite._core.geometry import AXES, axis_index
 from slicemri_lite._core.validation import check_choice
 from slicemri_lite.data._cohort import Cohort
-from slicemri_lite.experiments._compare import run_label, summarize
+from slicemri_lite.experiments._compare import summarize
+from slicemri_lite.experiments._grids import PATIENCE
 from slicemri_lite.experiments._profiles import Profile
-from slicemri_lite.experiments._runs import ModelConfig
+from slicemri_lite.experiments._runner import Experiment
+from slicemri_lite.experiments._runs import ModelConfig, RunSpec, run_label
 from slicemri_lite.models._slice_set import SliceSetNet
 from slicemri_lite.train._features import SliceFeatures
-from slicemri_lite.train._fit import fit, predict
-from slicemri_lite.train._recipes import recipe_for_profile
+from slicemri_lite.train._predict import predict
 
 __all__ = [
     "AVERAGED",
@@ -160,22 +161,21 @@ def train_frozen(
     features: SliceFeatures,
     profile: Profile,
     seed: int,
-    patience: int = 5,
+    patience: int = PATIENCE,
     model: SliceSetNet | None = None,
 ) -> SliceSetNet:
-    """Train a frozen slice model as the grid does (train split, early stopping on val).
+    """Train a frozen slice model as the grid does: through the grid runner
+    (``Experiment.train``), on the whole train split, early stopping on val.
 
     ``cohort`` and ``features`` hold the same rows; the test rows are left out of
     training. ``model`` replaces ``config.build`` (e.g. ``joined_axes_model``). Returns
     the trained model, which reads frozen features (``predict(..., features=...)``).
     """
-    torch.manual_seed(seed)
-    model = config.build(cohort.shape) if model is None else model
-    not_test = np.flatnonzero(cohort.table["split"] != "test")
-    fit(model, cohort.subset(not_test), epochs=profile.epochs, seed=seed, patience=patience,
-        progress=False, batch_size=profile.batch_size, device=profile.device,
-        features=features.subset(not_test), recipe=recipe_for_profile(profile.name))  # fmt: skip
-    return model
+    if not config.needs_features:
+        raise ValueError(f"'config' must train on frozen features; {config.label!r} was provided.")
+    spec = RunSpec(config, len(cohort.indices("train")), seed, patience=patience)
+    experiment = Experiment(cohort, profile, progress=False, seed=seed)
+    return experiment.train(spec, features, model)
 
 
 def axis_ensemble(predictions: pd.DataFrame, **options) -> pd.DataFrame:
@@ -248,13 +248,13 @@ def seconds_per_volume(
     The best of ``repeats`` timed passes over ``n_volumes`` random volumes, after one
     warm-up pass; the weights don't change the cost.
     """
-    model = SliceSetNet.paper(encoder, axis, position=False, volume_shape=volume_shape,
+    model = SliceSetNet.paper(encoder, axis, position="none", volume_shape=volume_shape,
                               pretrained=False).eval()  # fmt: skip
     x = torch.randn(n_volumes, 1, *volume_shape)
-    model.slice_features(x)
+    model.encoder_features(x)
     best = float("inf")
     for _ in range(repeats):
         tic = time.perf_counter()
-        model.slice_features(x)
+        model.encoder_features(x)
         best = min(best, time.perf_counter() - tic)
     return best / n_volumes

@@ -2,12 +2,16 @@
 
 Open the embedded synthetic cohort, OASIS-1 or your own NIfTI files with
 ``open_cohort`` / ``synthetic_cohort`` / ``oasis_cohort`` / ``prepare_nifti``;
-grids, affines and slicing axes come from here too (``grid_shape``, ``AXES``).
+grids, affines and slicing axes come from here too (``grid_shape``, ``AXES``), and
+``write_csv_atomic`` writes a table so that a failed write leaves nothing half-written.
 The synthetic generator has its own face, ``slicemri_lite.data.synthetic``.
 """
 
 from __future__ import annotations
 
+from slicemri_lite._core.atomic import (
+    write_csv_atomic,
+)
 from slicemri_lite._core.env import (
     data_dir,
 )
@@ -31,6 +35,7 @@ from slicemri_lite._core.geometry import (
 from slicemri_lite.data._cohort import (
     DIAGNOSES,
     FORMAT_VERSION,
+    PREDICTION_COLUMN,
     REQUIRED_COLUMNS,
     SPLITS,
     TASKS,
@@ -80,6 +85,7 @@ __all__ = [
     "DIAGNOSES",
     "FORMAT_VERSION",
     "NiftiInputError",
+    "PREDICTION_COLUMN",
     "REQUIRED_COLUMNS",
     "RESOLUTIONS",
     "RowView",
@@ -120,4 +126,5 @@ __all__ = [
     "voxel_to_world",
     "white_matter_level",
     "world_to_voxel",
+    "write_csv_atomic",
 ]

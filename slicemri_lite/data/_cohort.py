@@ -37,6 +37,7 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "SPLITS",
     "TASKS",
+    "PREDICTION_COLUMN",
     "load_cohort",
     "save_cohort",
     "verify_cohort",
@@ -46,6 +47,8 @@ REQUIRED_COLUMNS = ("participant_id", "age", "sex", "diagnosis", "split")
 DIAGNOSES = ("CN", "AD")
 SPLITS = ("train", "val", "test")
 TASKS = ("age", "ad")  # what a model predicts from a cohort: age in years, or AD vs CN
+# the one column a prediction goes under, per task, in every table the library writes
+PREDICTION_COLUMN = {"age": "predicted_age", "ad": "ad_probability"}
 
 
 def _whole_file_memmap(volumes) -> bool:

@@ -10,9 +10,9 @@ new name, and features are keyed by the cohort's checksum, the encoder spec and
 ``FEATURES_VERSION``, so stale folders are never read, only left behind. ``clear`` removes
 them (``--stale``: only features whose cohort is gone or whose version is old)::
 
-    python -m slicemri_lite.cachedir list
-    python -m slicemri_lite.cachedir clear --stale
-    python -m slicemri_lite.cachedir clear features
+    python -m slicemri_lite.data list
+    python -m slicemri_lite.data clear --stale
+    python -m slicemri_lite.data clear features
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def clear_cache(
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; see the module docstring."""
-    parser = argparse.ArgumentParser(prog="python -m slicemri_lite.cachedir")
+    parser = argparse.ArgumentParser(prog="python -m slicemri_lite.data")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list cached cohorts and features with their sizes")
     clear = sub.add_parser("clear", help="delete cached cohorts and/or features")

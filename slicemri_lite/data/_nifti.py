@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 
 from slicemri_lite._core.geometry import check_resolution, grid_affine, grid_brain_mask, grid_shape
+from slicemri_lite._core.validation import check_choice
 from slicemri_lite.data._cohort import DIAGNOSES, Cohort
 from slicemri_lite.data._intensity import white_matter_level
 from slicemri_lite.data._splits import split_subjects
@@ -149,6 +150,7 @@ def _participant_table(table: pd.DataFrame) -> pd.DataFrame:
 def prepare_nifti(
     participants_tsv: str | os.PathLike,
     out_dir: str | os.PathLike,
+    *,
     resolution: int = 2,
     on_error: str = "raise",
     progress: bool = True,
@@ -169,8 +171,7 @@ def prepare_nifti(
     from tqdm.auto import tqdm
 
     resolution = check_resolution(resolution)
-    if on_error not in ON_ERROR:
-        raise ValueError(f"'on_error' must be one of {list(ON_ERROR)}; {on_error!r} was provided.")
+    check_choice("on_error", on_error, ON_ERROR)
     tsv, out_dir = Path(participants_tsv).expanduser(), Path(out_dir).expanduser()
     if out_dir.exists():
         raise FileExistsError(f"{out_dir} already exists; choose a new folder or delete it first.")

@@ -17,6 +17,7 @@ Mapping to the cohort table:
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import nibabel as nib
@@ -70,10 +71,10 @@ def _fetch(n_subjects, data_dir):
 
 def oasis_cohort(
     n_subjects: int | None = None,
-    data_dir=None,
-    resolution: int = 2,
     *,
+    resolution: int = 2,
     seed: int = 0,
+    data_dir: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> Cohort:
     """OASIS-1 grey-matter maps as a cohort on the grid at ``resolution`` mm.

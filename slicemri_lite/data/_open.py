@@ -142,10 +142,10 @@ def _build_once(build, path: Path) -> None:
 def open_cohort(
     data: str | os.PathLike = "synthetic",
     n_subjects: int | None = None,
+    *,
     resolution: int = 2,
     seed: int = 0,
     data_dir: str | os.PathLike | None = None,
-    *,
     scans_per_subject: int = 1,
     progress: bool = True,
     synthetic_config: dict | None = None,
@@ -191,8 +191,8 @@ def open_cohort(
         _build_once(
             lambda: synthetic_cohort(
                 n_subjects,
-                seed,
-                resolution,
+                seed=seed,
+                resolution=resolution,
                 scans_per_subject=scans_per_subject,
                 config=config,
                 progress=progress,

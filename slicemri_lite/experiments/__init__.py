@@ -1,49 +1,50 @@
 """Experiments: profiles (sizes), what one run trains, grids of runs, the one runner
 and results format, and comparisons (intervals, paired bootstrap).
 
-Command line: ``python -m slicemri_lite.experiments {brain-age,ablation,ad,...} --profile --data --out``.
+Command line: ``python -m slicemri_lite.experiments {brain-age,ablation,ad,...} --profile --data --out``
+(``_cli``). A kept run's tables come back with ``load_run(folder)``.
 """
 
 from __future__ import annotations
 
 from slicemri_lite.experiments._compare import (
-    CONFIG_KEYS,
     ad_table,
     auc_bootstrap,
     auc_interval,
     cohens_d_interval,
-    describe_difference,
-    flat_runs,
     init_differences,
     paired_bootstrap,
     paired_difference,
-    plot_predicted_vs_true,
-    plot_sample_efficiency,
     roc_band,
-    run_labels,
     summarize,
     t_interval,
 )
-from slicemri_lite.experiments._profiles import (
-    PROFILES,
-    Profile,
-    get_profile,
-)
-from slicemri_lite.experiments._runner import (
+from slicemri_lite.experiments._grids import (
     AD_COHORT,
     ALL,
-    COLUMNS,
     GRIDS,
     LITE0,
-    Experiment,
+    Grid,
     GridBlock,
     book_data_grids,
-    brain_age_grid,
-    columns,
-    describe_runs,
     grid_cohort_size,
     grid_configs,
     grid_runs,
+)
+from slicemri_lite.experiments._load import KeptRun, kept_runs, load_run
+from slicemri_lite.experiments._plots import plot_predicted_vs_true, plot_sample_efficiency
+from slicemri_lite.experiments._profiles import (
+    PROFILES,
+    TRAINING_LENGTH,
+    Profile,
+    get_profile,
+    recipe_for_profile,
+)
+from slicemri_lite.experiments._runner import (
+    COLUMNS,
+    Experiment,
+    columns,
+    describe_runs,
     open_grid_cohort,
     prepare_grid_data,
     run_grid,
@@ -63,17 +64,25 @@ from slicemri_lite.experiments._runs import (
     slice_leakage,
     slice_pixels,
 )
+from slicemri_lite.experiments._tables import (
+    CONFIG_KEYS,
+    describe_difference,
+    describe_flat_runs,
+    flat_runs,
+    run_labels,
+)
 
 __all__ = [
-    "LITE0",
-    "open_grid_cohort",
     "AD_COHORT",
     "ALL",
     "COLUMNS",
     "CONFIG_KEYS",
     "Experiment",
     "GRIDS",
+    "Grid",
     "GridBlock",
+    "KeptRun",
+    "LITE0",
     "MODELS",
     "ModelConfig",
     "NETWORKS",
@@ -82,15 +91,16 @@ __all__ = [
     "RunResult",
     "RunSpec",
     "SLICE_OPTIONS",
+    "TRAINING_LENGTH",
     "ad_table",
     "age_matched_rows",
     "auc_bootstrap",
     "auc_interval",
     "book_data_grids",
-    "brain_age_grid",
     "cohens_d_interval",
     "columns",
     "describe_difference",
+    "describe_flat_runs",
     "describe_runs",
     "flat_runs",
     "get_profile",
@@ -98,12 +108,16 @@ __all__ = [
     "grid_configs",
     "grid_runs",
     "init_differences",
+    "kept_runs",
+    "load_run",
+    "open_grid_cohort",
     "paired_bootstrap",
     "paired_difference",
     "plot_predicted_vs_true",
     "plot_sample_efficiency",
     "prepare_grid_data",
     "recipe_for",
+    "recipe_for_profile",
     "roc_band",
     "run_config",
     "run_grid",

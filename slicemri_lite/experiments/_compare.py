@@ -23,47 +23,23 @@ import numpy as np
 import pandas as pd
 
 from slicemri_lite.experiments._runs import run_label
+from slicemri_lite.experiments._tables import LOWER_IS_BETTER, _config_keys, run_labels
 from slicemri_lite.train._metrics import cohens_d
 
 __all__ = [
-    "CONFIG_KEYS",
     "ad_table",
     "auc_bootstrap",
     "auc_interval",
     "cohens_d_interval",
-    "describe_difference",
-    "flat_runs",
     "init_differences",
     "paired_bootstrap",
     "paired_difference",
-    "plot_predicted_vs_true",
-    "plot_sample_efficiency",
     "roc_band",
-    "run_label",
-    "run_labels",
     "summarize",
     "t_interval",
 ]
 
-CONFIG_KEYS = ["model", "encoder", "init", "mode", "axis", "position", "norm", "aggregation"]
-
-
-def _config_keys(frame: pd.DataFrame) -> list[str]:
-    """The configuration columns a table has (tables kept from older versions lack some)."""
-    return [k for k in CONFIG_KEYS if k in frame.columns]
-
-
-LOWER_IS_BETTER = ("mae", "rmse")
 BOOTSTRAP_METRICS = (*LOWER_IS_BETTER, "auc")
-
-
-def run_labels(frame: pd.DataFrame) -> pd.Series:
-    """The ``run_label`` of every row of a results or predictions table."""
-    return pd.Series(
-        [run_label(**row) for row in frame[_config_keys(frame)].to_dict("records")],
-        index=frame.index,
-        dtype=object,
-    )
 
 
 def t_interval(values, confidence: float = 0.95) -> tuple[float, float, float]:
@@ -429,110 +405,3 @@ def init_differences(results: pd.DataFrame, metric: str = "mae") -> pd.DataFrame
     if not frames:
         return paired_difference(results.iloc[:0], "", "", metric)
     return pd.concat(frames, ignore_index=True)
-
-
-def describe_difference(row: pd.Series, metric: str = "mae") -> str:
-    """One sentence for a ``paired_difference`` or ``paired_bootstrap`` row, with its
-    interval and verdict (years for MAE/RMSE; AUC has no unit)."""
-    size = f"{int(row['train_size'])} training subjects"
-    unit = "years " if metric in LOWER_IS_BETTER else ""
-    difference = f"{row['a']} minus {row['b']} is {row['difference']:+.2f} {unit}{metric.upper()}"
-    if row["verdict"] == "too few seeds":
-        return (
-            f"With {size}, {difference} from {int(row['n_pairs'])} seed(s): too few seeds for "
-            "an interval."
-        )
-    verdict = (
-        "the interval includes zero, so the difference is within noise"
-        if row["verdict"] == "within noise"
-        else f"the interval excludes zero: {row['verdict']}"
-    )
-    over = f"{int(row['n_pairs'])} seeds"
-    if "n_participants" in row and pd.notna(row["n_participants"]):  # paired_bootstrap
-        over += f" x {int(row['n_participants'])} test participants"
-    detectable = ""
-    if "detectable" in row and pd.notna(row["detectable"]):
-        detectable = f" (this design detects differences of about {row['detectable']:.2f})"
-    return (
-        f"With {size}, {difference} (95% CI {row['ci_low']:+.2f} to {row['ci_high']:+.2f}, "
-        f"{over}); {verdict}{detectable}."
-    )
-
-
-def flat_runs(predictions: pd.DataFrame, ratio: float = 0.1) -> pd.DataFrame:
-    """Configurations whose runs predict nearly one age for everyone.
-
-    A run is *flat* when the spread (standard deviation) of its test predictions is below
-    ``ratio`` times the spread of the true test ages: it has learnt little beyond the
-    training mean, whatever its MAE. Returns ``label``, ``train_size``, ``n_runs`` and
-    ``n_flat`` for every configuration and size with at least one flat run.
-    """
-    config_keys = _config_keys(predictions)
-    keys = [*config_keys, "train_size", "seed"]
-    spread = predictions.groupby(keys, sort=False).agg(
-        predicted=("predicted", "std"), age=("age", "std")
-    )
-    spread["flat"] = spread["predicted"] < ratio * spread["age"]
-    per_config = spread.groupby([*config_keys, "train_size"], sort=False)["flat"].agg(
-        n_runs="size", n_flat="sum"
-    )
-    per_config = per_config[per_config["n_flat"] > 0].reset_index()
-    per_config.insert(0, "label", run_labels(per_config))
-    return per_config[["label", "train_size", "n_runs", "n_flat"]]
-
-
-def plot_sample_efficiency(results: pd.DataFrame, metric: str = "mae", labels=None, ax=None):
-    """Test ``metric`` against training-set size, one line per configuration, 95% CI bars.
-
-    ``labels`` picks configurations (default: every one that ran); a configuration run
-    at one size only shows as a single point.
-    """
-    import matplotlib.pyplot as plt
-
-    ax = ax or plt.subplots(figsize=(7, 4.5))[1]
-    summary = summarize(results, metric)
-    if labels is None:
-        labels = list(dict.fromkeys(summary["label"]))
-    for i, label in enumerate(labels):
-        group = summary[summary["label"] == label].sort_values("train_size")
-        err = np.vstack([group[metric] - group["ci_low"], group["ci_high"] - group[metric]])
-        dodge = 1 + 0.025 * (i - (len(labels) - 1) / 2)  # side by side, not on top
-        ax.errorbar(
-            group["train_size"] * dodge,
-            group[metric],
-            yerr=np.nan_to_num(err),
-            marker="o",
-            capsize=3,
-            label=label,
-        )
-    ax.set_xscale("log")
-    sizes = sorted(summary["train_size"].unique())
-    ax.set_xticks(sizes, [str(n) for n in sizes])
-    ax.minorticks_off()
-    ax.set_ylim(bottom=0)
-    ax.set_xlabel("training subjects")
-    ax.set_ylabel(f"test {metric.upper()} (years)")
-    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
-    return ax
-
-
-def plot_predicted_vs_true(predictions: pd.DataFrame, labels: list[str], ax=None):
-    """Predicted against true age on the test split, one colour per run label.
-
-    Labels with no rows in ``predictions`` are left out of the plot.
-    """
-    import matplotlib.pyplot as plt
-
-    ax = ax or plt.subplots(figsize=(5, 5))[1]
-    names = run_labels(predictions)
-    for i, label in enumerate(labels):  # colour by position in labels: same across panels
-        chosen = predictions[names == label]
-        if chosen.empty:
-            continue
-        ax.scatter(chosen["age"], chosen["predicted"], s=16, alpha=0.7, color=f"C{i}", label=label)
-    lims = [predictions["age"].min(), predictions["age"].max()]
-    ax.plot(lims, lims, "k--", lw=1, label="prediction = truth")
-    ax.set_xlabel("true age (years)")
-    ax.set_ylabel("predicted age (years)")
-    ax.legend(fontsize="small")
-    return ax

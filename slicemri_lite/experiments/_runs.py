@@ -32,12 +32,13 @@ import torch
 from slicemri_lite._core.geometry import axis_index
 from slicemri_lite._core.validation import check_choice
 from slicemri_lite.data._cohort import SPLITS, Cohort
-from slicemri_lite.experiments._profiles import Profile
+from slicemri_lite.experiments._profiles import Profile, recipe_for_profile
 from slicemri_lite.models._slice_set import Conv3DNet, SliceSetNet
 from slicemri_lite.train._baselines import MeanBaseline, Ridge, VoxelRidge
 from slicemri_lite.train._features import FeatureSpec, SliceFeatures
-from slicemri_lite.train._fit import fit, predict
-from slicemri_lite.train._recipes import Recipe, get_recipe, recipe_for_profile
+from slicemri_lite.train._fit import fit
+from slicemri_lite.train._predict import predict
+from slicemri_lite.train._recipes import Recipe, choose_recipe
 
 __all__ = [
     "MODELS",
@@ -136,9 +137,9 @@ class ModelConfig:
         if self.model == "conv3d":
             return Conv3DNet(volume_shape=volume_shape)
         pretrained = self.init == "imagenet" and not self.needs_features  # features carry it
-        model = SliceSetNet.paper(self.encoder, self.axis, self.aggregation,
-                                  position=self.position != "none", volume_shape=volume_shape,
-                                  pretrained=pretrained)  # fmt: skip
+        code = "none" if self.position == "none" else "learned"  # variants replace it below
+        model = SliceSetNet.paper(self.encoder, self.axis, self.aggregation, code,
+                                  volume_shape=volume_shape, pretrained=pretrained)  # fmt: skip
         if self.position in ("learned", "none") and self.norm == "paper":
             return model
         # a variant of the paper's model: another position code or norm, all else the same
@@ -155,18 +156,23 @@ class RunResult:
     val: np.ndarray
     test: np.ndarray
     best_epoch: int = 0
+    model: torch.nn.Module | None = None  # the trained network (None for closed-form models)
 
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One cell of a grid: a model configuration, a training-set size and a seed."""
+    """One cell of a grid: a model configuration, a training-set size and a seed.
+
+    ``epochs``, ``batch_size`` and ``patience`` replace the recipe's (``recipe``), where
+    given; ``patience`` only in a recipe that stops early (the paper's never does).
+    """
 
     config: ModelConfig
     train_size: int
     seed: int
     epochs: int | None = None  # the most epochs to train; None: the profile's
     batch_size: int | None = None  # volumes per step; None: the profile's
-    patience: int = 5  # epochs without a better validation loss before stopping
+    patience: int | None = None  # early stopping's, in epochs; None: the recipe's
     # AD grid: leave out CN younger than the youngest AD participant (``age_matched_rows``)
     age_matched: bool = False
 
@@ -174,28 +180,26 @@ class RunSpec:
         """The run's identifying columns."""
         return {**asdict(self.config), "train_size": self.train_size, "seed": self.seed}
 
+    def recipe(self, profile: Profile) -> Recipe:
+        """The training recipe of this run at ``profile`` (``recipe_for``, then this run's
+        epochs, batch size and patience)."""
+        recipe = recipe_for(self.config, profile)
+        given = {"epochs": self.epochs, "batch_size": self.batch_size}
+        if recipe.patience is not None:
+            given["patience"] = self.patience
+        return replace(recipe, **{k: v for k, v in given.items() if v is not None})
+
     def n_epochs(self, profile: Profile) -> int:
         """Epochs this run trains for (an upper bound when early stopping is on)."""
-        return profile.epochs if self.epochs is None else self.epochs
-
-    def settings(self, profile: Profile) -> Profile:
-        """``profile`` with this run's epochs and batch size."""
-        batch_size = profile.batch_size if self.batch_size is None else self.batch_size
-        return replace(profile, epochs=self.n_epochs(profile), batch_size=batch_size)
+        return self.recipe(profile).epochs
 
 
 def recipe_for(config: ModelConfig, profile: Profile) -> Recipe:
-    """The training recipe of a network run.
-
-    A network trained end to end (a fine-tuned or from-scratch encoder, the 3D CNN) trains
-    with the paper's recipe (Adam, lr 1e-4) at every profile: at the book recipe's lr 1e-3
-    these networks collapse to predicting one age for everyone (their training loss stays
-    at the variance of the ages; Chapter 4 shows it). Heads on frozen slice features train
-    with the profile's recipe (``recipe_for_profile``: the book's faster one on a CPU).
+    """The training recipe of a grid's network run: the one ``fit`` chooses for it
+    (``choose_recipe``: the book's for heads on frozen features, the paper's for a network
+    trained end to end), trained for as long as the profile trains (``recipe_for_profile``).
     """
-    if config.needs_features:
-        return recipe_for_profile(profile.name)
-    return get_recipe("paper")
+    return recipe_for_profile(profile, choose_recipe(frozen=config.needs_features))
 
 
 def run_config(
@@ -203,22 +207,27 @@ def run_config(
     cohort: Cohort,
     profile: Profile,
     seed: int,
-    patience: int = 5,
+    *,
+    recipe: Recipe | None = None,
     features: SliceFeatures | None = None,
     task: str = "age",
+    model: torch.nn.Module | None = None,
+    slice_chunk: int | None = None,
 ) -> RunResult:
     """Train ``config`` on ``cohort``'s train split; its val and test predictions.
 
     Args:
         config: what to train.
         cohort: train, val and test rows (a training subset already taken).
-        profile: the networks' epochs, batch size, learning rate and device.
+        profile: the device (and, through ``recipe_for``, the training length).
         seed: seeds the network's initial weights and batch order.
-        patience: early stopping's, in epochs, for a recipe that stops early; a recipe
-            that never does (the paper's: patience 100 against at most 100 epochs) trains
-            every epoch and keeps the best validation epoch's weights, as the paper does.
+        recipe: a network's training settings; ``None``: ``recipe_for(config, profile)``
+            (a grid passes ``RunSpec.recipe(profile)``).
         features: the cohort's frozen slice features (same rows), needed by frozen configs.
         task: ``"age"`` or ``"ad"``.
+        model: the network to train instead of ``config.build`` (e.g. a joined-axes model).
+        slice_chunk: ``fit``'s: the encoder runs over chunks of this many slices with its
+            batch-norm statistics frozen (the runner's choice on several CPU processes).
     """
     if config.needs_features and features is None:
         raise ValueError(f"{config.label!r} trains on frozen slice features; none were given.")
@@ -232,19 +241,18 @@ def run_config(
         return _run_age_only(cohort, task)
     if config.model == "probe":
         return _run_probe(cohort, features, task, config.aggregation)
+    recipe = recipe_for(config, profile) if recipe is None else recipe
     torch.manual_seed(seed)
-    model = config.build(cohort.shape)
+    model = config.build(cohort.shape) if model is None else model
     not_test = np.flatnonzero(cohort.table["split"] != "test")
     train_val = cohort.subset(not_test)
     train_features = None if features is None else features.subset(not_test)
-    recipe = recipe_for(config, profile)
-    patience = None if recipe.patience is None else patience
-    result = fit(model, train_val, task=task, epochs=profile.epochs, seed=seed,
-                 patience=patience, progress=False, batch_size=profile.batch_size,
-                 device=profile.device, features=train_features, recipe=recipe)  # fmt: skip
-    val, test = (predict(model, cohort, split, task, profile.batch_size, profile.device, features)
+    result = fit(model, train_val, task=task, recipe=recipe, seed=seed, progress=False,
+                 device=profile.device, features=train_features,
+                 slice_chunk=slice_chunk)  # fmt: skip
+    val, test = (predict(model, cohort, split, task, recipe.batch_size, profile.device, features)
                  for split in ("val", "test"))  # fmt: skip
-    return RunResult(val, test, result.best_epoch)
+    return RunResult(val, test, result.best_epoch, model)
 
 
 def _run_probe(

@@ -4,22 +4,28 @@ the 3D CNN baseline (``Conv3DNet``) and the ImageNet classifier that shows the w
 
 from __future__ import annotations
 
+from slicemri_lite.models._conv3d import (
+    Conv3DNet,
+)
 from slicemri_lite.models._encoders import (
     ENCODERS,
     Encoder1,
     FoldedInputConv,
-    OfflineWeightsError,
     ScratchEncoder,
     build_encoder,
+)
+from slicemri_lite.models._imagenet import (
     classify_image,
-    efficientnet_lite0_state_dict,
     imagenet_categories,
     imagenet_classifier,
-    torchvision_weights_path,
 )
 from slicemri_lite.models._paper_checkpoint import (
     load_paper_state_dict,
     paper_key_map,
+)
+from slicemri_lite.models._pooling import (
+    AttentionPool,
+    PooledAttention,
 )
 from slicemri_lite.models._slice_set import (
     AGGREGATIONS,
@@ -30,10 +36,12 @@ from slicemri_lite.models._slice_set import (
     NORMS,
     POSITIONS,
     PROJECTIONS,
-    AttentionPool,
-    Conv3DNet,
-    PooledAttention,
     SliceSetNet,
+)
+from slicemri_lite.models._weights import (
+    OfflineWeightsError,
+    efficientnet_lite0_state_dict,
+    torchvision_weights_path,
 )
 
 __all__ = [

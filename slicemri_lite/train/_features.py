@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -34,7 +33,6 @@ from torch import nn
 
 from slicemri_lite._core.atomic import atomic_path
 from slicemri_lite._core.env import autocast, resolve_device, trim_heap
-from slicemri_lite._core.env import data_dir as default_data_dir
 from slicemri_lite._core.geometry import AXES, voxel_size
 from slicemri_lite._core.validation import check_choice
 from slicemri_lite.data._cohort import Cohort, read_rows, sha256_file
@@ -95,7 +93,7 @@ class FeatureSpec:
         options = {"pretrained": self.init == "imagenet", "axis": self.axis,
                    "volume_shape": volume_shape}  # fmt: skip
         if self.inputs == "paper":
-            net = SliceSetNet.paper(self.encoder, position=False, **options)
+            net = SliceSetNet.paper(self.encoder, position="none", **options)
         else:
             net = SliceSetNet(self.encoder, position="none", **options)
         return net.eval().requires_grad_(False)
@@ -310,9 +308,3 @@ def slice_features(
     features = SliceFeatures(values, spec, net.encoder.cpu(), key)
     _remember(key, features)
     return features
-
-
-def cached_feature_folders(data_dir: str | os.PathLike | None = None) -> list[Path]:
-    """Every feature folder on disk under the data directory."""
-    root = default_data_dir(data_dir) / "features"
-    return sorted(p.parent for p in root.glob("*/*/meta.json"))

@@ -27,8 +27,10 @@ import torch
 from torch import nn
 
 from slicemri_lite._core.atomic import atomic_path
+from slicemri_lite._core.numeric import sigmoid
 from slicemri_lite._core.validation import check_choice
 from slicemri_lite._core.version import __version__
+from slicemri_lite.data._cohort import PREDICTION_COLUMN, TASKS
 from slicemri_lite.data._nifti import prepare_image
 from slicemri_lite.data._open import grid_affine
 from slicemri_lite.models._slice_set import Conv3DNet, SliceSetNet
@@ -37,7 +39,6 @@ __all__ = ["save_model", "load_model", "read_contract", "predict_nifti", "INTENS
 
 FORMAT = "slicemri-lite model"
 FORMAT_VERSION = 1
-TASKS = ("age", "ad")
 # How a cohort's intensities were normalised, by its source (``cohort.meta["source"]``):
 # "white_matter_level": divided by the 90th percentile of brain voxels (prepare_nifti and the
 # synthetic cohorts); "none": used as they are (OASIS-1 grey-matter density maps).
@@ -199,7 +200,8 @@ def predict_nifti(
         device: ``"cuda"`` or ``"cpu"``; default CUDA when available.
 
     Returns:
-        The table, one row per image, plus ``predicted_age`` (years) or ``ad_probability``.
+        The table, one row per image, plus the task's ``PREDICTION_COLUMN``:
+        ``predicted_age`` (years) or ``ad_probability``.
     """
     if isinstance(model, (str, os.PathLike)):
         model = load_model(model)
@@ -227,6 +229,5 @@ def predict_nifti(
             x = torch.from_numpy(volumes[start : start + batch_size])[:, None].to(device)
             outputs.append(model(x)[:, 0].float().cpu())
     out = torch.cat(outputs).numpy()
-    if contract["task"] == "age":
-        return table.assign(predicted_age=out)
-    return table.assign(ad_probability=1 / (1 + np.exp(-out)))
+    task = contract["task"]
+    return table.assign(**{PREDICTION_COLUMN[task]: out if task == "age" else sigmoid(out)})

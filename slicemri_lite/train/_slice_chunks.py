@@ -56,7 +56,7 @@ class ChunkedForward(nn.Module):
             )
         self.model, self.chunk = model, int(chunk)
 
-    def slice_features(self, x: torch.Tensor) -> torch.Tensor:
+    def encoder_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 1, X, Y, Z)`` -> encoder features ``(B, S, E)``, chunk by chunk."""
         slices = self.model.to_slices(x)  # (B*S, 1, H, W)
         encoder = self.model.encoder
@@ -67,7 +67,7 @@ class ChunkedForward(nn.Module):
         return torch.cat(features).reshape(x.shape[0], self.model.n_slices, -1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.forward_features(self.slice_features(x))
+        return self.model.forward_features(self.encoder_features(x))
 
 
 class FeatureForward(nn.Module):

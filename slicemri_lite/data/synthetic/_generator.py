@@ -175,9 +175,9 @@ def render_participant(
 
 def synthetic_cohort(
     n_subjects: int,
-    seed: int = 0,
-    resolution: int = 2,
     *,
+    resolution: int = 2,
+    seed: int = 0,
     scans_per_subject: int = 1,
     dtype: str = "float16",
     config: SyntheticConfig | None = None,
