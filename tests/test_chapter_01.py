@@ -55,7 +55,8 @@ def test_every_plotting_cell_shows_an_image(nb):
     plotting = [
         c
         for c in nb.cells
-        if c.cell_type == "code" and re.search(r"(plotting|analysis)\.plot_|slice_browser\(", c.source)
+        if c.cell_type == "code"
+        and re.search(r"(plotting|analysis)\.plot_|slice_browser\(", c.source)
     ]
     assert len(plotting) >= 6
     for cell in plotting:
