@@ -96,7 +96,7 @@ def test_gradcam_restacks_slices_along_the_model_axis(axis):
     reader = SliceSetNet("scratch", pretrained=False, axis=axis, volume_shape=shape, embed_dim=8)
     keep = torch.zeros(model.n_slices)
     keep[5:9] = 1.0
-    features = reader.slice_features
+    features = reader.encoder_features
 
     class FewSlices(nn.Module):
         def __init__(self):

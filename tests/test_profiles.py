@@ -24,6 +24,7 @@ from slicemri_lite.experiments import (
     PROFILES,
     TRAINING_LENGTH,
     Experiment,
+    as_profile,
     RunSpec,
     get_profile,
     grid_configs,
@@ -108,3 +109,15 @@ def test_the_gpu_profile_fine_tunes_on_cuda_with_bf16_and_channels_last(random_r
             recipe = replace(recipe_for(config, profile), epochs=1)
             result = run_config(config, cohort, profile, seed=0, recipe=recipe)
             assert np.isfinite(result.test).all() and len(result.test) == 2, config.label
+
+
+def test_every_call_that_takes_a_profile_takes_its_name_too():
+    """One resolver (``as_profile``): a name and its ``Profile`` give the same grid and
+    recipe; an unknown name is refused with the allowed ones."""
+    cpu = get_profile("cpu")
+    assert as_profile(cpu) is cpu and as_profile("cpu") == cpu
+    assert grid_configs("cpu") == grid_configs(cpu)
+    config = grid_configs("cpu")[-1]
+    assert recipe_for(config, "cpu") == recipe_for(config, cpu)
+    with pytest.raises(ValueError, match=r"'profile' must be one of \['auto', 'smoke'"):
+        as_profile("laptop")

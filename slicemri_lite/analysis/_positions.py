@@ -159,7 +159,7 @@ def train_frozen(
     config: ModelConfig,
     cohort: Cohort,
     features: SliceFeatures,
-    profile: Profile,
+    profile: Profile | str,
     seed: int,
     patience: int = PATIENCE,
     model: SliceSetNet | None = None,

@@ -37,6 +37,7 @@ from slicemri_lite.experiments._profiles import (
     PROFILES,
     TRAINING_LENGTH,
     Profile,
+    as_profile,
     get_profile,
     recipe_for_profile,
 )
@@ -103,6 +104,7 @@ __all__ = [
     "describe_flat_runs",
     "describe_runs",
     "flat_runs",
+    "as_profile",
     "get_profile",
     "grid_cohort_size",
     "grid_configs",

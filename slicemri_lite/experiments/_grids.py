@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from slicemri_lite._core.geometry import AXES as _AXIS_INDEX
 from slicemri_lite._core.validation import check_choice
-from slicemri_lite.experiments._profiles import TRAINING_LENGTH, Profile, get_profile
+from slicemri_lite.experiments._profiles import TRAINING_LENGTH, Profile, as_profile
 from slicemri_lite.experiments._runs import ModelConfig, RunSpec
 from slicemri_lite.train._recipes import get_recipe
 
@@ -369,19 +369,21 @@ GRIDS["ad"] = Grid(
 )
 
 
-def grid_configs(profile: str, name: str = "brain-age") -> list[ModelConfig]:
+def grid_configs(profile: Profile | str, name: str = "brain-age") -> list[ModelConfig]:
     """Every configuration in a profile's grid, in grid order."""
-    blocks = GRIDS[check_choice("grid", name, GRIDS)].profiles[profile]
+    blocks = GRIDS[check_choice("grid", name, GRIDS)].profiles[as_profile(profile).name]
     return list(dict.fromkeys(c for block in blocks for c in block.configs))
 
 
-def grid_runs(name: str, profile: str, n_train: int, seed_offset: int = 0) -> list[RunSpec]:
+def grid_runs(
+    name: str, profile: Profile | str, n_train: int, seed_offset: int = 0
+) -> list[RunSpec]:
     """The runs of one grid at one profile for a cohort with ``n_train`` training subjects.
 
     ``seed_offset`` shifts every seed (the chapters' ``SEED`` parameter).
     """
     blocks = GRIDS[check_choice("grid", name, GRIDS)].profiles
-    check_choice("profile", profile, blocks)
+    profile = check_choice("profile", as_profile(profile).name, blocks)
     if n_train < 2:
         raise ValueError(f"the cohort needs at least 2 training subjects; it has {n_train}.")
     profile_epochs = TRAINING_LENGTH[profile]["epochs"]
@@ -411,7 +413,7 @@ def grid_runs(name: str, profile: str, n_train: int, seed_offset: int = 0) -> li
 def grid_cohort_size(name: str, profile: Profile | str) -> dict:
     """A grid's cohort at a profile: ``n_subjects`` and ``resolution`` (mm), and the
     ``val``/``test`` fractions where the grid sets them (``Grid.cohorts``)."""
-    profile = get_profile(profile) if isinstance(profile, str) else profile
+    profile = as_profile(profile)
     size = {"n_subjects": profile.n_subjects, "resolution": profile.resolution}
     return size | GRIDS[check_choice("grid", name, GRIDS)].cohorts.get(profile.name, {})
 

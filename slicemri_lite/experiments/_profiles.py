@@ -30,7 +30,14 @@ from dataclasses import asdict, dataclass, replace
 from slicemri_lite._core.validation import check_choice
 from slicemri_lite.train._recipes import Recipe
 
-__all__ = ["Profile", "PROFILES", "TRAINING_LENGTH", "get_profile", "recipe_for_profile"]
+__all__ = [
+    "Profile",
+    "PROFILES",
+    "TRAINING_LENGTH",
+    "as_profile",
+    "get_profile",
+    "recipe_for_profile",
+]
 
 
 @dataclass(frozen=True)
@@ -98,12 +105,19 @@ def get_profile(name: str = "auto") -> Profile:
     return replace(profile)
 
 
-def recipe_for_profile(profile: Profile, recipe: Recipe) -> Recipe:
+def as_profile(profile: Profile | str) -> Profile:
+    """``profile`` as a ``Profile``: a ``Profile`` as it is, a name through ``get_profile``.
+
+    Every library call that takes a profile accepts either, and resolves it here.
+    """
+    return profile if isinstance(profile, Profile) else get_profile(profile)
+
+
+def recipe_for_profile(profile: Profile | str, recipe: Recipe) -> Recipe:
     """``recipe`` trained for as long as ``profile`` trains (``TRAINING_LENGTH``).
 
     ``recipe`` is the one ``fit`` would choose (``slicemri_lite.train.choose_recipe``) or
     any other; only its epochs and batch size change.
     """
-    return replace(
-        recipe, **TRAINING_LENGTH[check_choice("profile", profile.name, TRAINING_LENGTH)]
-    )
+    name = as_profile(profile).name
+    return replace(recipe, **TRAINING_LENGTH[check_choice("profile", name, TRAINING_LENGTH)])

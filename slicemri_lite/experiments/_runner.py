@@ -39,7 +39,7 @@ from slicemri_lite._core.validation import check_choice
 from slicemri_lite.data._cohort import Cohort
 from slicemri_lite.data._open import open_cohort
 from slicemri_lite.experiments._grids import GRIDS, grid_cohort_size, grid_configs, grid_runs
-from slicemri_lite.experiments._profiles import Profile, get_profile
+from slicemri_lite.experiments._profiles import Profile, as_profile
 from slicemri_lite.experiments._runs import (
     NETWORKS,
     ModelConfig,
@@ -98,7 +98,7 @@ def _architecture(config: ModelConfig) -> str:
     return f"the paper's slice model, {config.encoder} encoder; trains {trains}"
 
 
-def describe_runs(specs: list[RunSpec], profile: Profile, cohort: Cohort) -> pd.DataFrame:
+def describe_runs(specs: list[RunSpec], profile: Profile | str, cohort: Cohort) -> pd.DataFrame:
     """What each configuration of a grid trains: one row per configuration and size.
 
     Columns: ``run`` (label), ``architecture``, ``recipe`` (``slicemri_lite.recipes``;
@@ -173,7 +173,7 @@ class Experiment:
     def __init__(
         self,
         cohort: Cohort,
-        profile: Profile,
+        profile: Profile | str,
         data: str = "synthetic",
         out: str | os.PathLike | None = None,
         progress: bool = True,
@@ -181,6 +181,7 @@ class Experiment:
         task: str = "age",
     ):
         self.task = check_choice("task", task, METRICS)
+        profile = as_profile(profile)
         self.cohort, self.profile, self.data = cohort, profile, str(data)
         self.out = None if out is None else Path(out)
         self.progress = progress
@@ -330,7 +331,7 @@ class Experiment:
             write_csv_atomic(self.predictions, self.out / "predictions.csv")
 
 
-def open_grid_cohort(name: str, profile: Profile, data: str = "synthetic", seed: int = 0):
+def open_grid_cohort(name: str, profile: Profile | str, data: str = "synthetic", seed: int = 0):
     """The cohort a grid runs on at a profile (``Grid.cohort_options`` adds, e.g., AD
     enrichment to the profile's size and grid)."""
     grid = GRIDS[check_choice("grid", name, GRIDS)]
@@ -344,14 +345,14 @@ def open_grid_cohort(name: str, profile: Profile, data: str = "synthetic", seed:
 
 
 def prepare_grid_data(
-    name: str, profile: str = "cpu", data: str = "synthetic", seed: int = 0
+    name: str, profile: Profile | str = "cpu", data: str = "synthetic", seed: int = 0
 ) -> list[str]:
     """Build a grid's cohort and every frozen feature array its runs will read.
 
     ``make book``'s data step calls this for every grid, so the chapters start with warm
     caches. Returns one line per feature array (ready, or why it was skipped).
     """
-    prof = get_profile(profile)
+    prof = as_profile(profile)
     cohort = open_grid_cohort(name, prof, data, seed)
     specs = {c.feature_spec(seed) for c in grid_configs(prof.name, name) if c.needs_features}
     done = []
@@ -366,14 +367,14 @@ def prepare_grid_data(
 
 def run_grid(
     name: str = "brain-age",
-    profile: str = "smoke",
+    profile: Profile | str = "smoke",
     data: str = "synthetic",
     out=None,
     seed: int = 0,
     progress: bool = True,
 ) -> Experiment:
     """Open the grid's cohort for ``profile`` and run the whole grid; returns the ``Experiment``."""
-    prof = get_profile(profile)
+    prof = as_profile(profile)
     cohort = open_grid_cohort(name, prof, data, seed)
     runs = grid_runs(name, prof.name, len(cohort.indices("train")), seed_offset=seed)
     experiment = Experiment(cohort, prof, data, out, progress, seed, GRIDS[name].task)

@@ -32,7 +32,7 @@ import torch
 from slicemri_lite._core.geometry import axis_index
 from slicemri_lite._core.validation import check_choice
 from slicemri_lite.data._cohort import SPLITS, Cohort
-from slicemri_lite.experiments._profiles import Profile, recipe_for_profile
+from slicemri_lite.experiments._profiles import Profile, as_profile, recipe_for_profile
 from slicemri_lite.models._slice_set import Conv3DNet, SliceSetNet
 from slicemri_lite.train._baselines import MeanBaseline, Ridge, VoxelRidge
 from slicemri_lite.train._features import FeatureSpec, SliceFeatures
@@ -180,7 +180,7 @@ class RunSpec:
         """The run's identifying columns."""
         return {**asdict(self.config), "train_size": self.train_size, "seed": self.seed}
 
-    def recipe(self, profile: Profile) -> Recipe:
+    def recipe(self, profile: Profile | str) -> Recipe:
         """The training recipe of this run at ``profile`` (``recipe_for``, then this run's
         epochs, batch size and patience)."""
         recipe = recipe_for(self.config, profile)
@@ -189,12 +189,12 @@ class RunSpec:
             given["patience"] = self.patience
         return replace(recipe, **{k: v for k, v in given.items() if v is not None})
 
-    def n_epochs(self, profile: Profile) -> int:
+    def n_epochs(self, profile: Profile | str) -> int:
         """Epochs this run trains for (an upper bound when early stopping is on)."""
         return self.recipe(profile).epochs
 
 
-def recipe_for(config: ModelConfig, profile: Profile) -> Recipe:
+def recipe_for(config: ModelConfig, profile: Profile | str) -> Recipe:
     """The training recipe of a grid's network run: the one ``fit`` chooses for it
     (``choose_recipe``: the book's for heads on frozen features, the paper's for a network
     trained end to end), trained for as long as the profile trains (``recipe_for_profile``).
@@ -205,7 +205,7 @@ def recipe_for(config: ModelConfig, profile: Profile) -> Recipe:
 def run_config(
     config: ModelConfig,
     cohort: Cohort,
-    profile: Profile,
+    profile: Profile | str,
     seed: int,
     *,
     recipe: Recipe | None = None,
@@ -241,6 +241,7 @@ def run_config(
         return _run_age_only(cohort, task)
     if config.model == "probe":
         return _run_probe(cohort, features, task, config.aggregation)
+    profile = as_profile(profile)
     recipe = recipe_for(config, profile) if recipe is None else recipe
     torch.manual_seed(seed)
     model = config.build(cohort.shape) if model is None else model

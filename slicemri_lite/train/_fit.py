@@ -285,7 +285,7 @@ def fit(
             "projection (a SliceSetNet with an ImageNet encoder); the paper's small CNN and "
             "the 3D CNN train end to end."
         )
-    if slice_chunk is not None and not hasattr(model, "slice_features"):
+    if slice_chunk is not None and not hasattr(model, "encoder_features"):
         raise ValueError("'slice_chunk' needs a model with a 2D encoder (a SliceSetNet).")
     started = time.perf_counter()
     job, device = distributed.set_up(resolve_device(device))
