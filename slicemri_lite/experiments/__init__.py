@@ -31,6 +31,12 @@ from slicemri_lite.experiments._grids import (
     grid_configs,
     grid_runs,
 )
+from slicemri_lite.experiments._learning import (
+    BASELINES,
+    FLAT_RATIO,
+    learned_labels,
+    learning_check,
+)
 from slicemri_lite.experiments._load import KeptRun, kept_runs, load_run
 from slicemri_lite.experiments._plots import plot_predicted_vs_true, plot_sample_efficiency
 from slicemri_lite.experiments._profiles import (
@@ -74,6 +80,10 @@ from slicemri_lite.experiments._tables import (
 )
 
 __all__ = [
+    "BASELINES",
+    "FLAT_RATIO",
+    "learned_labels",
+    "learning_check",
     "AD_COHORT",
     "ALL",
     "COLUMNS",
