@@ -254,3 +254,16 @@ def test_glossary_terms_used_in_chapters_exist():
                 assert (target or text).lower() in defined, (
                     f"{path.name}: no glossary term {text!r}"
                 )
+
+
+def test_the_intro_lists_every_chapter_and_the_profiles_as_they_are():
+    from slicemri_lite.experiments import PROFILES
+
+    intro = (BOOK / "intro.md").read_text()
+    listed = re.findall(r"^(\d)\. \*", intro, re.M)
+    assert listed == [p.name[1] for p in chapters()], "the intro's chapter list is stale"
+    rows = dict(re.findall(r'^\| `"([a-z-]+)"` \|[^|]*\| ([^|]*) \|', intro, re.M))
+    for name, profile in PROFILES.items():
+        assert f"{profile.n_subjects} participants at {profile.resolution} mm" in rows[name], (
+            f"the intro's profile table is stale for {name!r}: {rows.get(name)!r}"
+        )
