@@ -9,6 +9,8 @@ Fails (status 1, one line per problem) on:
   backticks followed by a brace, or a stray triple colon), or reStructuredText
   that was read as Markdown (``.. py:class::``, ``:param x:``);
 - a Python traceback or an error output;
+- text a cell wrote to stderr (warnings, progress bars, a library's log lines): a reader
+  should not see it; fix its cause, or silence it where it is made;
 - a glued value that rendered empty;
 - an image that failed to embed (no source, an empty data URI, a missing file).
 
@@ -41,6 +43,7 @@ RAW_MARKUP = {
     "traceback": re.compile(r"Traceback \(most recent call last\)"),
 }
 ERROR_OUTPUT = re.compile(r'class="[^"]*\b(?:traceback|ipythontb|output error)\b[^"]*"')
+STDERR_OUTPUT = re.compile(r'<div class="output stderr[^"]*">(.*?)</div>', re.S)
 EMPTY_GLUE = re.compile(r'<span class="pasted-(?:text|inline)[^"]*">\s*</span>')
 SKIP_DIRS = ("_static", "_sources", "_images", "_downloads")
 
@@ -94,6 +97,9 @@ def check_html(html: str, page: str = "<page>", folder: Path | None = None) -> l
             problems.append(Problem(page, what, _context(text, match.start(), match.end())))
     for match in ERROR_OUTPUT.finditer(html):
         problems.append(Problem(page, "error output", match.group(0)))
+    for match in STDERR_OUTPUT.finditer(html):
+        first = re.sub(r"<[^>]+>", "", match.group(1)).strip().splitlines()
+        problems.append(Problem(page, "stderr output", first[0][:160] if first else "(empty)"))
     for match in EMPTY_GLUE.finditer(html):
         problems.append(Problem(page, "empty glued value", _context(html, *match.span())))
     for src in parser.images:

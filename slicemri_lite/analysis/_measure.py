@@ -18,6 +18,7 @@ from contextlib import nullcontext
 
 import torch
 from torch import nn
+from torch.profiler import ProfilerActivity, profile
 
 from slicemri_lite._core.env import trim_heap
 from slicemri_lite.models._slice_set import SliceSetNet
@@ -207,8 +208,10 @@ def top_operators(step: Callable, device="cpu", n: int = 8) -> list[dict]:
     Rows: ``operator``, ``calls``, ``self_ms`` (time in the operator itself; CUDA time on a
     GPU) and ``share`` of the step's total self time.
     """
-    from torch.profiler import ProfilerActivity, profile
-
+    # The profiler's own library (kineto) prints start/stop and device-probe lines to the
+    # process's stderr, which land on a notebook's page; level 6 keeps it quiet. It reads
+    # the variable when first used, so it is set here (a value the user set is kept).
+    os.environ.setdefault("KINETO_LOG_LEVEL", "6")
     activities = [ProfilerActivity.CPU]
     cuda = torch.device(device).type == "cuda"
     if cuda:
