@@ -33,8 +33,11 @@ def test_a_clean_page_passes():
         ("<pre>Traceback (most recent call last):\n  File x</pre>", "traceback"),
         ('<div class="output traceback highlight-ipythontb">x</div>', "error output"),
         ('<span class="pasted-text"> </span>', "empty glued value"),
-        ('<div class="output stderr highlight-myst-ansi notranslate"><pre>UserWarning: x'
-         "</pre></div>", "stderr output"),  # fmt: skip
+        (
+            '<div class="output stderr highlight-myst-ansi notranslate"><pre>UserWarning: x'
+            "</pre></div>",
+            "stderr output",
+        ),  # fmt: skip
         ('<img src="data:image/png;base64,"/>', "image not embedded"),
         ("<img/>", "image not embedded"),
     ],

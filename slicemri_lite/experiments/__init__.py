@@ -31,6 +31,7 @@ from slicemri_lite.experiments._grids import (
     grid_configs,
     grid_runs,
 )
+from slicemri_lite.experiments._interaction import difference_of_differences
 from slicemri_lite.experiments._learning import (
     BASELINES,
     FLAT_RATIO,
@@ -82,6 +83,7 @@ from slicemri_lite.experiments._tables import (
 __all__ = [
     "BASELINES",
     "FLAT_RATIO",
+    "difference_of_differences",
     "learned_labels",
     "learning_check",
     "AD_COHORT",
