@@ -48,7 +48,15 @@ $(STAMP): pyproject.toml
 data: $(STAMP)
 	$(BIN)/python data_scripts/make_synthetic.py --profile $(PROFILE)
 
+# jupyter-cache keys a chapter on its code cells alone: after a change to the library, the
+# kept results or the profile, every chapter must run again, so the cache is dropped then.
+BOOK_INPUTS = $(shell cat pyproject.toml $$(find slicemri_lite results -type f -not -name '*.pyc' | sort) | sha1sum | cut -c1-16)-$(PROFILE)
+
 book: data
+	@if [ "$$(cat _build/.book-inputs 2>/dev/null)" != "$(BOOK_INPUTS)" ]; then \
+		echo "library, results or profile changed since the last build: every chapter runs again"; \
+		rm -rf _build/.jupyter_cache; mkdir -p _build; echo "$(BOOK_INPUTS)" > _build/.book-inputs; \
+	fi
 	$(BIN)/python tools/timings.py --write
 	rm -rf _build/html
 	$(BIN)/jupyter-book build --all .
