@@ -22,7 +22,7 @@ training and scoring).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from slicemri_lite._core.geometry import AXES as _AXIS_INDEX
 from slicemri_lite._core.validation import check_choice
@@ -367,6 +367,21 @@ GRIDS["ad"] = Grid(
     cohort_options={"synthetic_config": AD_COHORT},
     min_subjects=AD_MIN_SUBJECTS,
 )
+
+
+def _smoke_sized(blocks: tuple[GridBlock, ...]) -> tuple[GridBlock, ...]:
+    """``blocks`` at smoke sizes: every configuration once, on the whole (small) training
+    split, one seed, for as long as the profile trains (``TRAINING_LENGTH``)."""
+    return tuple(replace(block, sizes=(ALL,), seeds=block.seeds[:1], epochs=None,
+                         equal_steps=False, batch_size=None)
+                 for block in blocks)  # fmt: skip
+
+
+# gpu-smoke: each grid's gpu configurations (2 mm, fine-tuning, the small CNN) at smoke
+# sizes, on the profile's own small cohort, so that `make gpu-check` runs them in minutes.
+for _grid in GRIDS.values():
+    if "gpu" in _grid.profiles:
+        _grid.profiles["gpu-smoke"] = _smoke_sized(_grid.profiles["gpu"])
 
 
 def grid_configs(profile: Profile | str, name: str = "brain-age") -> list[ModelConfig]:

@@ -54,6 +54,14 @@ class Profile:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def is_smoke(self) -> bool:
+        """A smoke size (``smoke``, ``gpu-smoke``): it checks that code runs, and its
+        numbers mean nothing; the chapters' guards on their prose are skipped there."""
+        return self.name in SMOKE_PROFILES
+
+
+SMOKE_PROFILES = ("smoke", "gpu-smoke")  # code paths at seconds-sized runs, nothing more
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", n_subjects=24, resolution=4, encoder="efficientnet_lite0"),
