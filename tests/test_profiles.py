@@ -28,6 +28,7 @@ from slicemri_lite.experiments import (
     as_profile,
     get_profile,
     grid_configs,
+    grid_runs,
     recipe_for,
 )
 from slicemri_lite.models import _encoders as encoders
@@ -121,3 +122,18 @@ def test_every_call_that_takes_a_profile_takes_its_name_too():
     assert recipe_for(config, "cpu") == recipe_for(config, cpu)
     with pytest.raises(ValueError, match=r"'profile' must be one of \['auto', 'smoke'"):
         as_profile("laptop")
+
+
+def test_gpu_smoke_runs_every_gpu_configuration_once_and_skips_the_guards():
+    """``gpu-smoke``: the gpu grids' configurations at smoke sizes (one seed, the whole
+    small training split), and a smoke size whose numbers the chapters do not judge."""
+    for name, grid in GRIDS.items():
+        if "gpu" not in grid.profiles:
+            continue
+        gpu = {c for block in grid.profiles["gpu"] for c in block.configs}
+        runs = grid_runs(name, "gpu-smoke", n_train=16)
+        assert {r.config for r in runs} == gpu, name
+        assert {r.train_size for r in runs} == {16} and len({r.seed for r in runs}) == 1
+        assert len(runs) == len({(r.config, r.age_matched) for r in runs}), name
+    assert get_profile("gpu-smoke").is_smoke and get_profile("smoke").is_smoke
+    assert not get_profile("cpu").is_smoke and not get_profile("gpu").is_smoke

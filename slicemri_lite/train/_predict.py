@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from slicemri_lite._core.env import autocast, resolve_device
+from slicemri_lite._core.numeric import sigmoid
 from slicemri_lite._core.validation import check_choice
 from slicemri_lite.data._cohort import TASKS, Cohort
 from slicemri_lite.train._features import SliceFeatures
@@ -69,7 +70,7 @@ def split_metrics(task: str, target: np.ndarray, output: np.ndarray) -> dict[str
     """Metrics of raw outputs (years, or AD logits)."""
     if task == "age":
         return age_metrics(target, output)
-    return ad_metrics(target, 1 / (1 + np.exp(-output)))
+    return ad_metrics(target, sigmoid(output))
 
 
 def model_task(model: nn.Module, task: str | None) -> str:
@@ -109,7 +110,7 @@ def predict(
         streamed = choose_stream(stream, volume_bytes(cohort, len(rows)), device)
         inputs = volume_source(cohort.volumes, rows, device, streamed)
         out = outputs(model, inputs, batch_size, device)[:, 0]
-    return out if task == "age" else 1 / (1 + np.exp(-out))
+    return out if task == "age" else sigmoid(out)
 
 
 def evaluate(
