@@ -1,4 +1,5 @@
-"""The rendered pages: no raw MyST markup, traceback, error output, empty glue or lost image."""
+"""The rendered pages: no raw MyST markup, traceback, error output, empty glue or lost image,
+and every figure with a caption and alt text."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from notebook_tools import ROOT, build_book, chapters
 
 sys.path.insert(0, str(ROOT / "tools"))
 
-from check_pages import check_book, check_html, html_pages  # noqa: E402
+from check_pages import check_book, check_figures, check_html, html_pages  # noqa: E402
 
 GOOD = """<html><head><script>var x = "{glue:text}`inside a script`";</script></head>
 <body><p>The model reached <span class="pasted-text">3.21</span> years.</p>
@@ -53,6 +54,77 @@ def test_a_missing_image_file_is_found(tmp_path):
     page = '<img src="here.png"/><img src="_images/gone.png"/>'
     problems = check_html(page, "p.html", tmp_path)
     assert [p.detail for p in problems] == ["_images/gone.png does not exist"]
+
+
+FIGURES = """<html><body>
+<div class="article-header-buttons"><img src="../_static/logo_binder.svg"/></div>
+<article class="bd-article">
+<p><img alt="A diagram of a volume cut into slices" src="../_images/diagram.png"/></p>
+<div class="cell docutils container"><div class="cell_output docutils container">
+<figure class="align-default" id="fig-ages">
+<img alt="Histogram of participants against age in years" src="../_images/ab.png"/>
+<figcaption><p><span class="caption-number">Fig. 1 </span>Ages of the cohort.</p>
+</figcaption></figure>
+</div></div>
+</article></body></html>"""
+SHA = "5caff54cff4d202d2841c58c4d74c885e8900f70a8dd15d4eb132c07d6743123"
+CAPTIONED = '<figure><img alt="{alt}" src="x.png"/><figcaption>Ages.</figcaption></figure>'
+OUTPUT = '<div class="cell_output docutils container">{}</div>'
+
+
+def test_captioned_figures_with_alt_text_pass():
+    """The theme's logo outside the article needs no alt text; the book's images do."""
+    assert check_figures(FIGURES) == []
+
+
+@pytest.mark.parametrize(
+    ("planted", "what"),
+    [
+        ('<img src="a.png"/>', "image without alt text"),
+        ('<img alt=" " src="a.png"/>', "image without alt text"),
+        (f'<img alt="../_images/{SHA}.png" src="../_images/{SHA}.png"/>', "alt text is a file name or hash"),
+        (f'<img alt="{SHA}" src="x.png"/>', "alt text is a file name or hash"),
+        ('<img alt="figure_3.png" src="x.png"/>', "alt text is a file name or hash"),
+        (OUTPUT.format('<img alt="Histogram of ages" src="x.png"/>'), "image not in a figure"),
+        (
+            OUTPUT.format('<figure><img alt="Histogram of ages" src="x.png"/></figure>'),
+            "figure without a caption",
+        ),
+    ],
+)  # fmt: skip
+def test_a_planted_figure_problem_is_found(planted, what):
+    page = FIGURES.replace("</article>", planted + "</article>")
+    assert [p.what for p in check_figures(page, "planted.html")] == [what]
+
+
+def test_myst_nb_default_output_fails_on_both_counts():
+    """What a cell's image becomes without ``mystnb`` metadata: hashed alt, no figure."""
+    page = OUTPUT.format(f'<img alt="../_images/{SHA}.png" src="../_images/{SHA}.png" />')
+    problems = check_figures(f"<article>{page}</article>", "01.html")
+    assert [p.what for p in problems] == [
+        "alt text is a file name or hash",
+        "image not in a figure",
+    ]
+
+
+def test_a_caption_above_the_image_counts():
+    page = OUTPUT.format(
+        '<figure><figcaption>Ages.</figcaption><img alt="Histogram" src="x.png"/></figure>'
+    )
+    assert check_figures(page) == []
+
+
+def test_check_book_reports_figure_problems(tmp_path):
+    (tmp_path / "x.png").write_bytes(b"png")
+    good = OUTPUT.format(CAPTIONED.format(alt="Histogram of ages"))
+    bad = OUTPUT.format('<img alt="x.png" src="x.png"/>')
+    (tmp_path / "good.html").write_text(f"<article>{good}</article>")
+    (tmp_path / "bad.html").write_text(f"<article>{bad}</article>")
+    problems = check_book(tmp_path)
+    assert {(p.page, p.what) for p in problems} == {
+        ("bad.html", "alt text is a file name or hash"),
+        ("bad.html", "image not in a figure"),
+    }
 
 
 @pytest.fixture(scope="session")

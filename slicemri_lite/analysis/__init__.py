@@ -1,4 +1,4 @@
-"""Analysis: attribution maps and their scores against planted effects, position-code
+"""Analysis: a medial temporal marker measured on the scans, attribution maps and their scores against planted effects, position-code
 and slicing-axis analyses, plots over nilearn, and the throughput bench.
 """
 
@@ -26,6 +26,13 @@ from slicemri_lite.analysis._interpret import (
     shuffle_labels,
     slice_attention,
     to_nifti,
+)
+from slicemri_lite.analysis._markers import (
+    MTL_RADIUS_MM,
+    marker_separation,
+    mtl_grey_volume,
+    mtl_marker_table,
+    mtl_mask,
 )
 from slicemri_lite.analysis._measure import (
     PeakMemory,
@@ -87,6 +94,7 @@ __all__ = [
     "JOINED",
     "MASK_QUANTILE",
     "METHODS",
+    "MTL_RADIUS_MM",
     "OPTIONS",
     "PaperStyleForward",
     "PeakMemory",
@@ -112,6 +120,10 @@ __all__ = [
     "joined_axes_features",
     "joined_axes_model",
     "map_similarity",
+    "marker_separation",
+    "mtl_grey_volume",
+    "mtl_marker_table",
+    "mtl_mask",
     "mass_inside",
     "memory_by_chunk",
     "order_control",

@@ -41,11 +41,14 @@ class KeptRun:
         return pd.read_csv(self.folder / f"{name}.csv")
 
     def describe(self) -> str:
-        """Two lines: the folder and command, then when, where, how long and the status."""
+        """Two lines: the folder and command, then when, where, how long, the synthetic
+        generator's version (synthetic data only) and the status."""
         p = self.provenance
+        synthetic = self.results is not None and "synthetic" in set(self.results.get("data", []))
+        data = f"synthetic data of generator v{p['generator']}, " if synthetic else ""
         return (
             f"{self.folder.name} (kept): {p['command']}\n  {p['started_utc']}, "
-            f"{p['machine']}, {p['wall_seconds']} s, {p['status']}"
+            f"{p['machine']}, {p['wall_seconds']} s, {data}{p['status']}"
         )
 
 

@@ -2,7 +2,9 @@
 and versions, and for how long; written beside a grid's results tables.
 
 Records kept before the ``grid`` and ``profile`` fields existed hold only the command;
-``read_provenance`` derives both from it, here and nowhere else.
+``read_provenance`` derives both from it, here and nowhere else. Records kept before the
+``generator`` field (the synthetic generator's version) were all made on version 3 data;
+``read_provenance`` says so.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 
 from slicemri_lite._core.atomic import write_json_atomic
 from slicemri_lite._core.env import package_versions
+from slicemri_lite.data.synthetic import GENERATOR_VERSION
 from slicemri_lite.train import _distributed as distributed
 
 COMMAND = "python -m slicemri_lite.experiments"
@@ -37,6 +40,7 @@ def provenance_record(
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch threads "
         f"{torch.get_num_threads()}, cuda {'yes' if torch.cuda.is_available() else 'no'}",
         "versions": package_versions(),
+        "generator": GENERATOR_VERSION,  # of synthetic data; a run on other data ignores it
         **distributed.current().as_dict(),  # world_size, backend
     }
 
@@ -61,5 +65,8 @@ def read_provenance(folder: str | os.PathLike) -> dict:
     """A kept run's ``provenance.json``, with ``grid`` and ``profile`` always present
     (derived from the command for records that predate them; ``None`` if not a grid run)."""
     record = json.loads((Path(folder) / "provenance.json").read_text())
-    derived = _from_command(record.get("command", ""))
+    derived = {**_from_command(record.get("command", "")), "generator": _BEFORE_THE_FIELD}
     return {**derived, **record}
+
+
+_BEFORE_THE_FIELD = 3  # every record without a generator field was made on version 3 data

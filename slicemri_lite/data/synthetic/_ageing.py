@@ -4,7 +4,7 @@ Four markers age, each from a participant's *brain age* (age plus a pace shared 
 markers) and at that participant's own rate:
 
 * ``ventricles``: log volume of the lateral ventricles (grows);
-* ``hippocampus``: log volume of the hippocampi and amygdalae (shrinks);
+* ``hippocampus``: log volume of the hippocampi, amygdalae and entorhinal cortex (shrinks);
 * ``cortex``: cortical thickness (thins from the pial side, so sulci widen);
 * ``contrast``: the share of grey-white contrast lost.
 
@@ -12,9 +12,10 @@ Ventricular and hippocampal rates are annual log changes that stay at a "young" 
 until 50 and rise smoothly to an "old" value from 75 (``cumulative_change``). Every
 participant multiplies each marker's rate by their own factor, ``exp(sd z - sd^2 / 2)``
 (lognormal, mean 1), and starts from their own size, so two people of the same age
-differ in every marker. AD (older participants only) adds hippocampal atrophy and
-ventricular growth at the rates measured in patients, for a number of years that
-varies between patients, and medial temporal grey-matter loss.
+differ in every marker. AD (older participants only) adds, in proportion to the
+patient's stage (``ad_severity``), the losses measured in patients against age-matched
+controls: hippocampus, amygdala and entorhinal cortex (more), temporo-parietal cortical
+thickness and ventricular growth.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ class Participant:
     thickness_mm: float  # cortical thickness at 20 minus the typical one
     ad_severity: float  # 0 for CN; 1 = the typical patient
     warp: np.ndarray  # (1, 3, 7, 9, 7) control-point displacements, mm
-    head_scale: float
+    head_scale: float  # brain size on the grid after affine registration (template: 1)
 
 
 def _rate_factor(rng, sd: float) -> float:
@@ -96,8 +97,7 @@ def draw_participant(rng, cfg: SyntheticConfig, warp: np.ndarray) -> Participant
         thickness_mm=cfg.cortex_thickness_sd_mm * float(rng.standard_normal()),
         ad_severity=years * ad_rate / typical_years if ad else 0.0,
         warp=warp,
-        head_scale=(cfg.female_head_scale if sex == "F" else 1.0)
-        + cfg.head_scale_sd * float(rng.standard_normal()),
+        head_scale=1.0 + cfg.residual_scale_sd * float(rng.standard_normal()),
     )
 
 
@@ -123,10 +123,11 @@ class Markers:
     """What the renderer needs: marker values relative to the template."""
 
     ventricle_log: float  # log ventricular volume ratio
-    hippocampus_log: float  # log medial temporal volume ratio
+    hippocampus_log: float  # log volume ratio of the hippocampal grey matter
+    amygdala_entorhinal_log: float  # log volume ratio of the amygdala and entorhinal cortex
     thinning_mm: float  # how far the pial surface moved in (negative: thicker cortex)
+    ad_thinning_mm: float  # further thinning of the temporo-parietal cortex (AD)
     contrast: float  # share of grey-white contrast lost
-    mtl_loss: float  # share of medial temporal grey matter lost (AD)
 
 
 def markers(p: Participant, cfg: SyntheticConfig, effects=EFFECTS) -> Markers:
@@ -140,16 +141,17 @@ def markers(p: Participant, cfg: SyntheticConfig, effects=EFFECTS) -> Markers:
     rv, rh, rc, rk = p.rates if age else (0.0, 0.0, 0.0, 0.0)
     typical_years = (cfg.ad_years_min + cfg.ad_years_max) / 2
     vent = rv * cumulative_change(p.brain_age, cfg.ventricle_rate_young, cfg.ventricle_rate_old)
-    hipp = rh * cumulative_change(p.brain_age, cfg.hippocampus_rate_young, cfg.hippocampus_rate_old)
+    hipp = p.hippocampus_size - float(
+        rh * cumulative_change(p.brain_age, cfg.hippocampus_rate_young, cfg.hippocampus_rate_old)
+    )
     thickness = (cfg.cortex_thickness_mm + p.thickness_mm) * np.exp(
         -rc * cfg.cortex_rate * (p.brain_age - _AGE_ZERO)
     )
     return Markers(
         ventricle_log=p.ventricle_size + float(vent) + ad * cfg.ad_ventricle_rate * typical_years,
-        hippocampus_log=p.hippocampus_size
-        - float(hipp)
-        - ad * cfg.ad_hippocampus_rate * typical_years,
+        hippocampus_log=hipp + ad * float(np.log1p(-cfg.ad_hippocampus_loss)),
+        amygdala_entorhinal_log=hipp + ad * float(np.log1p(-cfg.ad_amygdala_entorhinal_loss)),
         thinning_mm=float(cfg.cortex_thickness_mm - thickness),
+        ad_thinning_mm=ad * cfg.ad_thinning_mm,
         contrast=rk * cfg.contrast_loss_age * (p.brain_age - _AGE_ZERO) / (90.0 - _AGE_ZERO),
-        mtl_loss=ad * cfg.mtl_loss_ad,
     )

@@ -3,9 +3,10 @@
 Everything here lives in template (MNI) space and needs no download: nilearn ships the
 MNI152 2009a T1, grey-matter, white-matter and brain-mask templates in its wheel.
 
-* ``Template.source``: the images a subject is sampled from, ``(1, 5, Xs, Ys, Zs)``
-  channels ``[t1, pial, grey_to_white, mtl_grey, brain_mask]`` (1 mm for the 2 mm
-  grid, 2 mm for the 4 mm grid, lightly smoothed against aliasing):
+* ``Template.source``: the images a subject is sampled from, ``(1, 7, Xs, Ys, Zs)``
+  channels ``[t1, pial, grey_to_white, hippocampus, amygdala_entorhinal,
+  temporoparietal_pial, brain_mask]`` (1 mm for the 2 mm grid, 2 mm for the 4 mm grid,
+  lightly smoothed against aliasing):
 
   - ``pial``: the intensity drop per mm that the outer (pial) surface of the cortex
     moves inwards. To first order a boundary shifted by ``t`` mm changes a voxel by
@@ -14,17 +15,22 @@ MNI152 2009a T1, grey-matter, white-matter and brain-mask templates in its wheel
     widens the sulci. Weighted 1 (occipital) to 1.3 (frontal).
   - ``grey_to_white``: grey-matter probability times the white minus grey contrast
     (adding it brightens grey matter towards white: lower grey-white contrast).
-  - ``mtl_grey``: the intensity drop that losing all medial temporal grey matter
-    would cause.
+  - ``hippocampus`` and ``amygdala_entorhinal``: the intensity drop that losing all of
+    the region's grey matter to CSF would cause. At these voxel sizes a structure that
+    shrinks by a share ``s`` shows as its voxels holding ``s`` less tissue and more CSF
+    (the widened temporal horn and hippocampal fissure of an atrophied medial temporal
+    lobe), so ``s`` times this channel is its partial-volume image.
+  - ``temporoparietal_pial``: ``pial`` without the frontal weighting, on the temporal
+    and parietal cortex only, where Alzheimer's disease thins the cortex most.
 * ``Template.ventricle_fields``: displacements (mm) that grow (positive amplitude) or
   shrink the lateral ventricles, ``(K, 3, Xv, Yv, Zv)`` on a 4 mm lattice, one per
   amplitude in ``ventricle_amplitudes``. Each is the exponential (scaling and
   squaring) of a smooth velocity field, so it never folds; ``ventricle_log_volume``
   holds the log ventricular volume ratio each one gives (measured on the template).
-* ``Template.hippocampus_field``: a displacement (mm per unit amplitude), ``(1, 3, X2,
-  Y2, Z2)`` on the 2 mm template grid, that moves tissue away from the hippocampi and
-  amygdalae (so they shrink); ``hippocampus_log_volume`` holds the log volume ratio of
-  the medial temporal grey matter at each of ``hippocampus_amplitudes``.
+
+The medial temporal regions are ellipsoids placed by hand on the template; the book
+measures the disease with a different mask (``analysis.mtl_grey_volume``: spheres at
+published coordinates), so the measurement does not simply read back what was planted.
 """
 
 from __future__ import annotations
@@ -39,17 +45,15 @@ from scipy import ndimage as ndi
 
 __all__ = ["Template", "load_template", "mm_to_sample_coords", "release_grids", "sample"]
 
-# Medial temporal lobe, MNI mm: hippocampal body and the amygdala / entorhinal cortex,
-# each (centre, semi-axes); the hippocampus tilts down towards its anterior end.
-_MTL_REGIONS = (
-    ((28.0, -22.0, -12.0), (6.0, 17.0, 7.0)),
-    ((24.0, -4.0, -20.0), (7.0, 7.0, 7.0)),
-)
+# Medial temporal lobe, MNI mm, (centre, semi-axes) mirrored left and right: the
+# hippocampus, which tilts down towards its anterior end, and the amygdala with the
+# entorhinal cortex below it.
+_HIPPOCAMPUS = ((28.0, -22.0, -12.0), (6.0, 17.0, 7.0))
+_AMYGDALA_ENTORHINAL = ((24.0, -6.0, -24.0), (8.0, 10.0, 9.0))
 _HIPPOCAMPUS_TILT_DEG = 25.0
 
 
 _VENTRICLE_AMPLITUDES = np.arange(-6.0, 17.0, 2.0)  # mm of velocity (largest per unit field)
-_HIPPOCAMPUS_AMPLITUDES = np.arange(-3.0, 6.5, 0.5)  # mm (largest displacement)
 _SQUARINGS = 6  # scaling and squaring steps: the velocity is divided by 2**6 first
 
 
@@ -57,16 +61,14 @@ _SQUARINGS = 6  # scaling and squaring steps: the velocity is divided by 2**6 fi
 class Template:
     """Template-space tensors a subject is sampled from (see the module docstring)."""
 
-    source: torch.Tensor  # (1, 5, Xs, Ys, Zs) float32
+    source: torch.Tensor  # (1, 7, Xs, Ys, Zs) float32
     source_affine: np.ndarray  # (4, 4) voxel -> mm
     ventricle_fields: torch.Tensor  # (K, 3, Xv, Yv, Zv) float32, mm
     ventricle_affine: np.ndarray  # (4, 4) voxel -> mm
     ventricle_amplitudes: np.ndarray  # (K,)
     ventricle_log_volume: np.ndarray  # (K,) increasing
-    hippocampus_field: torch.Tensor  # (1, 3, X2, Y2, Z2) float32, mm per unit amplitude
-    hippocampus_affine: np.ndarray  # (4, 4) voxel -> mm
-    hippocampus_amplitudes: np.ndarray  # (H,)
-    hippocampus_log_volume: np.ndarray  # (H,) decreasing
+    box_affine: np.ndarray  # (4, 4) voxel -> mm of the 2 mm template grid
+    box_shape: tuple[int, int, int]  # its shape: the random warp's control points span it
     gm_contrast: float  # median T1 of grey matter minus that of CSF
 
     def ventricle_weights(self, log_volume: float) -> tuple[int, float]:
@@ -81,14 +83,6 @@ class Template:
         )
         k = int(min(np.floor(position), len(self.ventricle_amplitudes) - 2))
         return k, float(position - k)
-
-    def hippocampus_mm(self, log_volume: float) -> float:
-        """Amplitude (mm) of ``hippocampus_field`` that gives a log volume ratio (capped)."""
-        return float(
-            np.interp(
-                log_volume, self.hippocampus_log_volume[::-1], self.hippocampus_amplitudes[::-1]
-            )
-        )
 
 
 def sample(volume: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
@@ -137,27 +131,35 @@ def _load_maps(resolution: int):
     return [img.get_fdata(dtype=np.float32) for img in images], images[0].affine
 
 
-def _mtl_weight(shape, affine) -> np.ndarray:
-    """Soft medial-temporal-lobe membership in [0, 1] on a grid: ``(X, Y, Z)`` float32."""
+def _ellipsoid_weight(shape, affine, region, tilt_deg: float = 0.0) -> np.ndarray:
+    """Soft membership in [0, 1] of a mirrored ellipsoid (flat top, soft edge): ``(X, Y, Z)``."""
+    (cx, cy, cz), (ax, ay, az) = region
     x, y, z = _axes_mm(shape, affine)
-    box = (
-        np.abs(x[:, 0, 0]) < 50,
-        (y[0, :, 0] > -60) & (y[0, :, 0] < 20),
-        (z[0, 0] > -45) & (z[0, 0] < 10),
-    )
-    x, y, z = x[box[0]], y[:, box[1]], z[..., box[2]]
-    tilt = np.deg2rad(_HIPPOCAMPUS_TILT_DEG)
-    inner = np.zeros((len(x), y.shape[1], z.shape[2]), dtype=np.float32)
-    for (cx, cy, cz), (ax, ay, az) in _MTL_REGIONS:
-        for side in (-1.0, 1.0):
-            dx, dy, dz = x - side * cx, y - cy, z - cz
-            along = dy * np.cos(tilt) - dz * np.sin(tilt)
-            up = dy * np.sin(tilt) + dz * np.cos(tilt)
-            r2 = (dx / ax) ** 2 + (along / ay) ** 2 + (up / az) ** 2
-            inner = np.maximum(inner, np.exp(-0.5 * r2**2))  # flat top, soft edge
+    tilt = np.deg2rad(tilt_deg)
     weight = np.zeros(shape, dtype=np.float32)
-    weight[np.ix_(*box)] = inner
+    for side in (-1.0, 1.0):
+        dx, dy, dz = x - side * cx, y - cy, z - cz
+        along = dy * np.cos(tilt) - dz * np.sin(tilt)
+        up = dy * np.sin(tilt) + dz * np.cos(tilt)
+        r2 = (dx / ax) ** 2 + (along / ay) ** 2 + (up / az) ** 2
+        weight = np.maximum(weight, np.exp(-0.5 * r2**2))
     return weight
+
+
+def _temporoparietal_weight(shape, affine) -> np.ndarray:
+    """Soft membership in [0, 1] of the lateral temporal and the parietal lobes: ``(X, Y, Z)``.
+
+    Boxes with soft (about 5 mm) edges in MNI mm: temporal |x| > 35, -75 < y < 5, z < 5;
+    parietal -90 < y < -25, z > 15 (the precuneus included).
+    """
+    x, y, z = _axes_mm(shape, affine)
+
+    def above(v, edge, width=5.0):
+        return 1.0 / (1.0 + np.exp(-(v - edge) / width))
+
+    temporal = above(np.abs(x), 35) * above(y, -75) * above(-y, -5) * above(-z, -5)
+    parietal = above(-y, 25) * above(y, -90) * above(z, 15)
+    return np.maximum(temporal, parietal).astype(np.float32)
 
 
 def _ventricles(t1, gm, wm, mask, affine) -> np.ndarray:
@@ -249,19 +251,6 @@ def _ventricle_table(ventricles: np.ndarray, field: np.ndarray):
     return torch.stack(fields), np.maximum.accumulate(np.array(log_volume))
 
 
-def _hippocampus_table(blob: np.ndarray, field: np.ndarray) -> np.ndarray:
-    """Log volume ratios ``(H,)`` of the medial temporal grey matter at each amplitude."""
-    volume = torch.from_numpy(blob.astype(np.float32))[None, None]
-    box = _box(blob > 0.01, 8)
-    unit = torch.from_numpy(field)[None]
-    total = float(volume.sum())
-    ratios = [
-        float(_warp_voxels(volume, float(a) * unit, 2.0, box).sum()) / total
-        for a in _HIPPOCAMPUS_AMPLITUDES
-    ]
-    return np.minimum.accumulate(np.log(ratios))
-
-
 def _pial(gm: np.ndarray, wm: np.ndarray, spacing: float) -> np.ndarray:
     """Tissue-CSF boundary strength (1/mm) where there is cortex: ``(X, Y, Z)`` float32."""
     tissue = ndi.gaussian_filter(np.clip(gm + wm, 0, 1).astype(np.float32), 0.5)
@@ -274,14 +263,12 @@ def _pial(gm: np.ndarray, wm: np.ndarray, spacing: float) -> np.ndarray:
 def load_template(source_resolution: int) -> Template:
     """Build (once per process) the template for sampling at ``source_resolution`` mm (1 or 2)."""
     (t1, gm, wm, mask), affine2 = _load_maps(2)
+    box_shape = t1.shape
     csf = (mask - gm - wm) > 0.7
     gm_level, wm_level = float(np.median(t1[gm > 0.7])), float(np.median(t1[wm > 0.7]))
     gm_contrast = gm_level - float(np.median(t1[csf]))
     ventricles = _ventricles(t1, gm, wm, mask, affine2)
     vent_fields, vent_log = _ventricle_table(ventricles, _unit_gradient(ventricles, 2.0, 6.0))
-    mtl_grey = gm * _mtl_weight(t1.shape, affine2)
-    mtl = -_unit_gradient(mtl_grey, 2.0, 4.0)
-    hippocampus_log = _hippocampus_table(mtl_grey, mtl)
     affine_v = affine2.copy()
     affine_v[:3, :3] *= 2.0
 
@@ -291,12 +278,15 @@ def load_template(source_resolution: int) -> Template:
         maps, affine = _load_maps(source_resolution)
     t1, gm, wm, mask = maps
     spacing = float(affine[0, 0])
+    pial = _pial(gm, wm, spacing) * gm_contrast
     frontal = 1.0 + 0.3 / (1.0 + np.exp(-_axes_mm(t1.shape, affine)[1] / 20.0))
     channels = [
         t1,
-        _pial(gm, wm, spacing) * frontal * gm_contrast,  # the frontal lobe thins most
+        pial * frontal,  # the frontal lobe thins most with age
         gm * (wm_level - gm_level),
-        gm * _mtl_weight(t1.shape, affine) * gm_contrast,
+        gm * _ellipsoid_weight(t1.shape, affine, _HIPPOCAMPUS, _HIPPOCAMPUS_TILT_DEG) * gm_contrast,
+        gm * _ellipsoid_weight(t1.shape, affine, _AMYGDALA_ENTORHINAL) * gm_contrast,
+        pial * _temporoparietal_weight(t1.shape, affine),
         mask,
     ]
     channels = [ndi.gaussian_filter(c.astype(np.float32), 0.7) for c in channels]
@@ -307,9 +297,7 @@ def load_template(source_resolution: int) -> Template:
         ventricle_affine=affine_v,
         ventricle_amplitudes=_VENTRICLE_AMPLITUDES,
         ventricle_log_volume=vent_log,
-        hippocampus_field=torch.from_numpy(mtl[None].astype(np.float32)),
-        hippocampus_affine=affine2,
-        hippocampus_amplitudes=_HIPPOCAMPUS_AMPLITUDES,
-        hippocampus_log_volume=hippocampus_log,
+        box_affine=affine2,
+        box_shape=tuple(int(n) for n in box_shape),
         gm_contrast=gm_contrast,
     )

@@ -13,18 +13,21 @@ Labels (see ``SyntheticConfig`` for every number and its source):
 Anatomy (``ageing`` draws it, ``render`` images it), mostly shape:
 
 * Ageing grows the lateral ventricles (slowly before 50, fast after 75), shrinks the
-  hippocampi, thins the cortex from its pial side (so the sulci widen; the frontal lobe
+  medial temporal lobe (its tissue lost to CSF), thins the cortex from its pial side (so the sulci widen; the frontal lobe
   most) and lowers grey-white contrast a little. Every marker follows the participant's
   *brain age* (age + N(0, 4 years), a pace shared by all markers) at the participant's
   own rate (a lognormal factor per marker) from the participant's own size.
-* AD adds hippocampal atrophy and ventricular growth at patients' rates for 2 to 8
-  years, and medial temporal grey-matter loss.
+* AD adds, in proportion to the patient's stage, the differences measured between
+  patients and age-matched controls: hippocampus 24 % and amygdala-entorhinal cortex
+  32 % smaller (tissue lost to CSF), temporo-parietal cortex 0.25 mm thinner,
+  ventricles 16 % larger (for the typical patient; stages vary about tenfold).
 * A smooth random deformation (about 2.5 mm, on scales of 30 to 60 mm) moves everything
   a little.
 
-Nuisance: head size (women about 4 % smaller; one per participant) and, drawn anew
-for every scan, a small rigid misregistration (1 degree, 1 mm), intensity scale and a smooth
-multiplicative bias field, Gaussian noise inside the brain.
+Nuisance, as in affinely registered scans: the registration's residual scale (1 %, one
+per participant) and, drawn anew for every scan, a small rigid misregistration (0.5
+degree, 0.5 mm), intensity scale and a smooth multiplicative bias field, Gaussian noise
+inside the brain.
 
 Intensities: skull-stripped T1, background 0, each volume divided by the 90th
 percentile of its brain voxels, so white matter sits at about 1 (grey matter ~0.75,
@@ -68,7 +71,7 @@ __all__ = [
     "GENERATOR_VERSION",
 ]
 
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 _WORKERS = max(1, min(4, os.cpu_count() or 1))  # volumes rendered at once
 
 

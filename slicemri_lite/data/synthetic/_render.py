@@ -1,9 +1,9 @@
 """Rendering a synthetic participant: template anatomy, deformed and imaged, on the grid.
 
 A volume is the MNI152 template sampled at displaced points: the participant's
-ventricles and hippocampi (``ageing.Markers``), their individual smooth deformation,
-and the scan's rigid misregistration and head size. Cortical thinning, grey-white
-contrast and AD's medial temporal grey-matter loss act on the sampled intensities
+ventricles (``ageing.Markers``), their individual smooth deformation, and the scan's
+rigid misregistration and head size. Cortical thinning, grey-white contrast and the
+medial temporal lobe's loss of tissue to CSF act on the sampled intensities
 (``anatomy`` explains why that is a boundary shift at these voxel sizes). Then a smooth
 bias field, an intensity scale and noise, skull stripping, and division by the white
 matter level (``intensity.white_matter_level``).
@@ -91,6 +91,15 @@ def draw_scan(rng, head_scale: float, cfg) -> Scan:
     )
 
 
+def _tissue_lost(log_volume: float) -> float:
+    """Share of a structure's tissue lost to CSF at a log volume ratio (negative: grown).
+
+    A larger than template structure brightens its voxels at most by a third of the
+    grey-CSF contrast: partial volume cannot hold more than all tissue.
+    """
+    return float(np.clip(-np.expm1(log_volume), -1.0 / 3.0, 1.0))
+
+
 def identity_scan() -> Scan:
     """A perfect scan: no misregistration, bias, scaling or noise."""
     return Scan(np.eye(4), np.zeros(9), 1.0, 0.0, 0)
@@ -133,9 +142,8 @@ class Renderer:
         shift = sample(fields[k : k + 1], at_v) * (1 - w)
         if w > 0:
             shift += sample(fields[k + 1 : k + 2], at_v) * w
-        at_h = mm_to_sample_coords(y, tpl.hippocampus_affine, tpl.hippocampus_field.shape[2:])
-        shift += tpl.hippocampus_mm(m.hippocampus_log) * sample(tpl.hippocampus_field, at_h)
-        shift += sample(torch.from_numpy(warp), at_h)  # control points span the template box
+        at_box = mm_to_sample_coords(y, tpl.box_affine, tpl.box_shape)
+        shift += sample(torch.from_numpy(warp), at_box)  # control points span the template box
         if self.coarse:
             # the 4 mm grid's voxels are every other 2 mm voxel, so align_corners matches them
             fine = F.interpolate(
@@ -154,8 +162,17 @@ class Renderer:
         z = self.points @ to_anatomy[:3, :3].T + to_anatomy[:3, 3]
         z = z + self._shift(m, warp, to_anatomy)  # (P, 3) template mm
         at_source = mm_to_sample_coords(z, tpl.source_affine, tpl.source.shape[2:])
-        t1, pial, grey_to_white, mtl, mask = sample(tpl.source, at_source)
-        image = t1 - m.thinning_mm * pial + m.contrast * grey_to_white - m.mtl_loss * mtl
+        t1, pial, grey_to_white, hippocampus, amygdala_entorhinal, tp_pial, mask = sample(
+            tpl.source, at_source
+        )
+        image = (
+            t1
+            - m.thinning_mm * pial
+            - m.ad_thinning_mm * tp_pial
+            + m.contrast * grey_to_white
+            - _tissue_lost(m.hippocampus_log) * hippocampus
+            - _tissue_lost(m.amygdala_entorhinal_log) * amygdala_entorhinal
+        )
         bias = torch.exp(self.bias_basis @ torch.as_tensor(scan.bias, dtype=torch.float32))
         image = image * bias * scan.intensity
         if scan.noise_sd > 0:
