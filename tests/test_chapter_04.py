@@ -89,3 +89,10 @@ def test_flat_runs_are_reported(nb):
         "These runs predict nearly one age for everyone: "
     )
     assert "mean with" not in text  # the mean baseline is flat by design, not news
+
+
+def test_every_run_is_checked_for_learning(nb):
+    text = glued_text(nb, "learned_text")
+    assert text.startswith(("Every run learned", "Did not learn, so no verdict rests on them"))
+    improving = glued_text(nb, "improving_text")
+    assert improving.startswith("None of the") or "still improving" in improving

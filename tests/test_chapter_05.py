@@ -81,10 +81,12 @@ def test_the_kept_small_cnn_verdicts_follow_from_their_intervals(nb):
         if axis not in axes:
             assert sentence == "no kept run of the small CNN on this axis."
             continue
+        if sentence.startswith("no verdict: the small CNN did not learn"):
+            continue  # a model that did not learn gets no verdict
         found = re.search(r"95% CI ([+-][0-9.]+) to ([+-][0-9.]+)", sentence)
         low, high = float(found[1]), float(found[2])
         assert ("within noise" in sentence) == (low <= 0 <= high), sentence
     said = glued_text(nb, "kept_small_text")
-    assert re.match(r"it lowered the test MAE beyond noise on \d of \d axes and raised it on \d\. "
-                    r"\d of the small CNN's \d runs predict about one age", said)  # fmt: skip
+    assert re.match(r"of its \d+ kept runs, \d+ did not learn: on \d of the 3 axes the "
+                    r"comparison gets no verdict\.", said)  # fmt: skip
     assert glued_text(nb, "kept_flat_text").endswith(".")

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from slicemri_lite.experiments import learned_labels, learning_check
+from slicemri_lite.experiments import describe_learning, learned_labels, learning_check, verdicts
 
 N, SEEDS = 120, (0, 1, 2)
 
@@ -74,3 +74,24 @@ def test_a_table_without_the_baseline_is_refused():
     predictions = age_predictions().query("model != 'mean'")
     with pytest.raises(ValueError, match=r"no 'mean' run to compare with; their runs are"):
         learning_check(predictions)
+
+
+def test_the_sentence_names_each_run_that_did_not_learn_and_why():
+    check = learning_check(age_predictions())
+    sentence = describe_learning(check)
+    assert sentence.startswith("Did not learn, so no verdict rests on them: conv3d with 50")
+    assert "(flat: its predictions spread 0.10" in sentence and "ridge" not in sentence
+    learned = check[check["learned"]]
+    assert describe_learning(learned) == (
+        "Every run learned: each beats mean beyond noise at every training-set size."
+    )
+
+
+def test_verdicts_are_given_only_where_both_sides_learned():
+    table, sentences = verdicts(age_predictions(), "ridge", ["conv3d", "mean"])
+    assert list(table["b"]) == ["conv3d", "mean"] and list(table["both_learned"]) == [False, True]
+    assert sentences[0].startswith("ridge against conv3d, 50 training subjects: no verdict, ")
+    assert "conv3d did not learn (flat: its predictions spread 0.10" in sentences[0]
+    assert sentences[1].startswith("With 50 training subjects, ridge minus mean is -")
+    _, missing = verdicts(age_predictions(), "ridge", ["probe"])
+    assert missing == ["probe was not run with the same seeds and sizes as ridge."]

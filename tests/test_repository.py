@@ -257,7 +257,7 @@ def test_glossary_terms_used_in_chapters_exist():
 
 
 def test_the_intro_lists_every_chapter_and_the_profiles_as_they_are():
-    from slicemri_lite.experiments import PROFILES
+    from slicemri_lite.experiments import BOOK_COHORT, PROFILES
 
     intro = (BOOK / "intro.md").read_text()
     listed = re.findall(r"^(\d)\. \*", intro, re.M)
@@ -267,3 +267,28 @@ def test_the_intro_lists_every_chapter_and_the_profiles_as_they_are():
         assert f"{profile.n_subjects} participants at {profile.resolution} mm" in rows[name], (
             f"the intro's profile table is stale for {name!r}: {rows.get(name)!r}"
         )
+    book = BOOK_COHORT
+    n_test = round(book["n_subjects"] * book["test"])
+    said = f"{book['n_subjects']} participants at {book['resolution']} mm ({n_test} of them"
+    assert said in rows["cpu"], f"the intro's cpu row does not give the book's cohort: {said}"
+
+
+def test_every_chapter_with_results_says_smoke_numbers_mean_nothing():
+    """At a smoke size a page prints experiments.SMOKE_NOTE right after its profile."""
+    import json
+
+    for path in sorted((ROOT / "book").glob("0[2-8]_*.ipynb")):
+        sources = ["".join(c["source"]) for c in json.loads(path.read_text())["cells"]]
+        at = next(i for i, s in enumerate(sources) if "profile = get_profile(PROFILE)" in s)
+        note = sources[at + 1]
+        assert note.startswith("if profile.is_smoke:") and "SMOKE_NOTE" in note, path.name
+
+
+def test_binder_builds_the_cpu_data_into_its_image():
+    """Binder readers start warm: postBuild runs make book's data step at cpu."""
+    lines = [line.strip() for line in (ROOT / "postBuild").read_text().splitlines()]
+    assert "python -m pip install --no-deps -e ." in lines
+    assert "python data_scripts/make_synthetic.py --profile cpu" in lines
+    assert lines.index("python data_scripts/make_synthetic.py --profile cpu") > lines.index(
+        "python -m pip install --no-deps -e ."
+    )

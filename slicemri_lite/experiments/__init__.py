@@ -22,6 +22,7 @@ from slicemri_lite.experiments._compare import (
 from slicemri_lite.experiments._grids import (
     AD_COHORT,
     ALL,
+    BOOK_COHORT,
     GRIDS,
     LITE0,
     Grid,
@@ -35,13 +36,16 @@ from slicemri_lite.experiments._interaction import difference_of_differences
 from slicemri_lite.experiments._learning import (
     BASELINES,
     FLAT_RATIO,
+    describe_learning,
     learned_labels,
     learning_check,
+    verdicts,
 )
 from slicemri_lite.experiments._load import KeptRun, kept_runs, load_run
 from slicemri_lite.experiments._plots import plot_predicted_vs_true, plot_sample_efficiency
 from slicemri_lite.experiments._profiles import (
     PROFILES,
+    SMOKE_NOTE,
     TRAINING_LENGTH,
     Profile,
     as_profile,
@@ -84,9 +88,12 @@ __all__ = [
     "BASELINES",
     "FLAT_RATIO",
     "difference_of_differences",
+    "describe_learning",
     "learned_labels",
     "learning_check",
+    "verdicts",
     "AD_COHORT",
+    "BOOK_COHORT",
     "ALL",
     "COLUMNS",
     "CONFIG_KEYS",
@@ -100,6 +107,7 @@ __all__ = [
     "ModelConfig",
     "NETWORKS",
     "PROFILES",
+    "SMOKE_NOTE",
     "Profile",
     "RunResult",
     "RunSpec",

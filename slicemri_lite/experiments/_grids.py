@@ -113,10 +113,21 @@ BRAIN_AGE: dict[str, tuple[GridBlock, ...]] = {
         ),
     ),
 }
-# The cohorts behind the brain-age grids: a test split of 300+ participants at cpu (a
-# small training set, a large test set: power to separate models, see Chapter 4).
+# The book's cohort at cpu, one for Chapters 4 to 6: 440 participants on the 2 mm grid,
+# split into a small training set and a large test set (88 / 44 / 308: power to separate
+# models), and enriched in AD as case-control studies are (65 % of those aged 60 or more,
+# about 28 % overall: about 86 AD in the test split, enough for an AUC and its interval).
+# Every grid that runs there reads the same volumes, splits and frozen 2 mm features,
+# which make book's data step computes once. At gpu the grids keep their own cohorts.
+BOOK_COHORT = {
+    "n_subjects": 440,
+    "resolution": 2,
+    "val": 0.1,
+    "test": 0.7,
+    "synthetic_config": {"ad_prevalence": 0.65},
+}
 BRAIN_AGE_COHORTS = {
-    "cpu": {"n_subjects": 440, "resolution": 2, "val": 0.1, "test": 0.7},
+    "cpu": BOOK_COHORT,
     "gpu": {"n_subjects": 800, "resolution": 2, "val": 0.15, "test": 0.4},
 }
 # The paper's comparison on a CPU: the same encoder fine-tuned end to end from ImageNet
@@ -142,7 +153,8 @@ class Grid:
     ``cohort_options`` go to ``open_cohort`` for the synthetic cohort (e.g. AD enrichment);
     ``cohorts`` gives, per profile, the cohort's size and splits where they differ from the
     profile's: ``n_subjects``, ``resolution``, and ``val``/``test`` fractions (the cohort is
-    then re-split by participant, ``Cohort.resplit``).
+    then re-split by participant, ``Cohort.resplit``), and a ``synthetic_config`` that
+    replaces the one in ``cohort_options`` at that profile (``BOOK_COHORT``).
     A synthetic cohort has at least ``min_subjects`` participants whatever the profile.
     ``book_data=False``: no chapter runs the grid live (its results are kept in
     ``results/``), so ``make book``'s data step does not build its cohort.
@@ -269,15 +281,20 @@ ABLATION: dict[str, tuple[GridBlock, ...]] = {
         ),
     ),
 }
-GRIDS["ablation"] = Grid("age", ABLATION, "slicing axes x position codes, norms and pooling")
+GRIDS["ablation"] = Grid(
+    "age",
+    ABLATION,
+    "slicing axes x position codes, norms and pooling",
+    cohorts={"cpu": BOOK_COHORT},
+)
 
 # The paper's small CNN on a CPU. It needs 2 mm slices (its five pooling stages would leave
-# less than one voxel of a 4 mm slice), so it is a grid of its own on the 2 mm version of
-# the ablation cohort: the same 200 participants and splits, and the same 25 training
-# subjects, as the ablation grid's from-scratch cells; mean pooling with and without the
+# less than one voxel of a 4 mm slice), so it is a grid of its own on the ablation
+# grid's cohort (the book's 2 mm cohort at cpu): the same participants and splits, and the
+# same 25 training subjects, as the ablation grid's from-scratch cells; mean pooling with and without the
 # paper's position code on every axis, 20 epochs of the paper's recipe, one seed. About
 # 1.1 s per volume and step on two cores: a kept run (results/), not live.
-SMALL_CNN_2MM = {"smoke": {"resolution": 2}, "cpu": {"resolution": 2}}
+SMALL_CNN_2MM = {"smoke": {"resolution": 2}, "cpu": BOOK_COHORT}
 ABLATION_SMALL_CNN: dict[str, tuple[GridBlock, ...]] = {
     "smoke": (
         GridBlock(
@@ -330,12 +347,11 @@ def _ad_slice_models(inits=("imagenet", "random"), positions=("learned", "none")
                  for axis in axes for init in inits for position in positions)  # fmt: skip
 
 
-def _ad_blocks(seeds: tuple[int, ...], conv3d: GridBlock, *extra: GridBlock) -> tuple:
-    """The unmatched grid (baselines, 3D CNN, slice models) and the age-matched one."""
+def _ad_blocks(seeds: tuple[int, ...], *extra: GridBlock) -> tuple:
+    """The unmatched grid (baselines, slice models, ``extra``: the 3D CNN) and the age-matched one."""
     matched = (AGE_ONLY, RIDGE, *_ad_slice_models(("imagenet",), ("learned",)))
     return (
         GridBlock((AGE_ONLY, RIDGE, *_ad_slice_models()), (ALL,), seeds),
-        conv3d,
         *extra,
         GridBlock(matched, (ALL,), seeds, age_matched=True),
     )
@@ -343,9 +359,10 @@ def _ad_blocks(seeds: tuple[int, ...], conv3d: GridBlock, *extra: GridBlock) -> 
 
 AD: dict[str, tuple[GridBlock, ...]] = {
     "smoke": _ad_blocks((0, 1), GridBlock((CONV3D,), (ALL,), (0,), 1, equal_steps=False)),
-    # the 3D CNN costs about 0.6 CPU-seconds per volume and epoch at 4 mm: on every
-    # training subject, one seed and two epochs (a first look), two volumes per step
-    "cpu": _ad_blocks((0, 1, 2), GridBlock((CONV3D,), (ALL,), (0,), 2, batch_size=2)),
+    # the book's 2 mm cohort: frozen slice models and the baselines. The 3D CNN trained end
+    # to end (about 5 CPU-seconds per 2 mm volume and epoch) is not live at cpu: the gpu
+    # grid trains it
+    "cpu": _ad_blocks((0, 1, 2)),
     "gpu": _ad_blocks(
         (0, 1, 2, 3, 4),
         GridBlock((CONV3D,), (ALL,), (0, 1, 2, 3, 4)),
@@ -365,6 +382,7 @@ GRIDS["ad"] = Grid(
     AD,
     "AD vs CN: age-only, ridge, 3D CNN, slice models per axis; unmatched and age-matched",
     cohort_options={"synthetic_config": AD_COHORT},
+    cohorts={"cpu": BOOK_COHORT},
     min_subjects=AD_MIN_SUBJECTS,
 )
 

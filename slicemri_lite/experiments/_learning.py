@@ -21,9 +21,16 @@ import pandas as pd
 
 from slicemri_lite._core.validation import check_choice
 from slicemri_lite.experiments._compare import BOOTSTRAP_METRICS, paired_bootstrap
-from slicemri_lite.experiments._tables import run_labels
+from slicemri_lite.experiments._tables import describe_difference, run_labels
 
-__all__ = ["FLAT_RATIO", "BASELINES", "learning_check", "learned_labels"]
+__all__ = [
+    "FLAT_RATIO",
+    "BASELINES",
+    "describe_learning",
+    "learning_check",
+    "learned_labels",
+    "verdicts",
+]
 
 FLAT_RATIO = 0.25  # predictions spread under a quarter of the ages' spread: flat
 BASELINES = {"mae": "mean", "rmse": "mean", "auc": "age_only"}  # what a run must beat
@@ -112,3 +119,58 @@ def learned_labels(check: pd.DataFrame) -> list[str]:
     """The run labels that learned at every training size they ran at."""
     every = check.groupby("label", sort=False)["learned"].all()
     return list(every[every].index)
+
+
+def describe_learning(check: pd.DataFrame, what: str = "run") -> str:
+    """One sentence for a ``learning_check`` table: every run learned, or which did not and why."""
+    if check.empty:
+        return f"No {what} was checked."
+    failed = check[~check["learned"]]
+    baseline = check["baseline"].iloc[0]
+    if failed.empty:
+        return (f"Every {what} learned: each beats {baseline} beyond noise at every "
+                "training-set size.")  # fmt: skip
+    parts = [f"{r.label} with {r.train_size} subjects ({r.reason})" for r in failed.itertuples()]
+    return f"Did not learn, so no verdict rests on them: {'; '.join(parts)}."
+
+
+def verdicts(
+    predictions: pd.DataFrame,
+    a: str,
+    others,
+    metric: str = "mae",
+    seed: int = 0,
+) -> tuple[pd.DataFrame, list[str]]:
+    """``a`` against each of ``others``, with a verdict only where both learned.
+
+    Runs the paired bootstrap of ``a`` minus each other label, and ``learning_check`` on
+    ``predictions``. A comparison at a training size where either side did not learn
+    (the baseline itself, ``mean`` or ``age_only``, is never a learner) gets no verdict:
+    its sentence says which side did not learn and why.
+
+    Returns:
+        The paired-bootstrap table (one row per other label and training size, with a
+        ``both_learned`` column) and one sentence per other label, at its largest size.
+    """
+    check = learning_check(predictions, metric, seed=seed)
+    learned = {(r.label, r.train_size): (r.learned, r.reason) for r in check.itertuples()}
+    baseline = BASELINES[metric]
+    rows, sentences = [], []
+    for b in others:
+        table = paired_bootstrap(predictions, a, b, metric, seed=seed)
+        if table.empty:
+            sentences.append(f"{b} was not run with the same seeds and sizes as {a}.")
+            continue
+        ok = [all(learned.get((x, size), (x == baseline, ""))[0] for x in (a, b))
+              for size in table["train_size"]]  # fmt: skip
+        table = table.assign(both_learned=ok)
+        rows.append(table)
+        last = table.iloc[-1]
+        if last["both_learned"]:
+            sentences.append(describe_difference(last, metric))
+            continue
+        size = last["train_size"]
+        why = "; ".join(f"{x} did not learn ({learned[(x, size)][1]})" for x in (a, b)
+                        if (x, size) in learned and not learned[(x, size)][0])  # fmt: skip
+        sentences.append(f"{a} against {b}, {size} training subjects: no verdict, {why}.")
+    return (pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()), sentences

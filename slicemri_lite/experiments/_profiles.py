@@ -33,6 +33,7 @@ from slicemri_lite.train._recipes import Recipe
 __all__ = [
     "Profile",
     "PROFILES",
+    "SMOKE_NOTE",
     "TRAINING_LENGTH",
     "as_profile",
     "get_profile",
@@ -62,6 +63,11 @@ class Profile:
 
 
 SMOKE_PROFILES = ("smoke", "gpu-smoke")  # code paths at seconds-sized runs, nothing more
+SMOKE_NOTE = (
+    "This page ran at a smoke size: a couple of dozen participants and an epoch or two, "
+    "to check that its code runs. Its numbers mean nothing, and the checks that guard the "
+    "text's claims were skipped; the text is written for the cpu profile's numbers."
+)
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", n_subjects=24, resolution=4, encoder="efficientnet_lite0"),

@@ -331,15 +331,25 @@ class Experiment:
             write_csv_atomic(self.predictions, self.out / "predictions.csv")
 
 
-def open_grid_cohort(name: str, profile: Profile | str, data: str = "synthetic", seed: int = 0):
+def open_grid_cohort(
+    name: str,
+    profile: Profile | str,
+    data: str = "synthetic",
+    seed: int = 0,
+    resolution: int | None = None,
+):
     """The cohort a grid runs on at a profile (``Grid.cohort_options`` adds, e.g., AD
-    enrichment to the profile's size and grid)."""
+    enrichment to the profile's size and grid). ``resolution`` (mm) gives the same
+    participants and splits on another grid."""
     grid = GRIDS[check_choice("grid", name, GRIDS)]
-    size = grid_cohort_size(name, profile)
+    size = grid_cohort_size(name, profile) | ({"resolution": resolution} if resolution else {})
     if data == "synthetic":
         size["n_subjects"] = max(size["n_subjects"], grid.min_subjects)
     splits = {k: size.pop(k) for k in ("val", "test") if k in size}
-    options = grid.cohort_options if data == "synthetic" else {}
+    config = (
+        {"synthetic_config": size.pop("synthetic_config")} if "synthetic_config" in size else {}
+    )
+    options = {**grid.cohort_options, **config} if data == "synthetic" else {}
     cohort = open_cohort(data, seed=seed, progress=False, **size, **options)
     return cohort.resplit(**splits, seed=seed) if splits else cohort
 

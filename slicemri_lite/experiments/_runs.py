@@ -312,14 +312,18 @@ def age_matched_rows(cohort: Cohort) -> np.ndarray:
     return np.flatnonzero(is_ad | (table["age"].to_numpy(float) >= youngest))
 
 
-def slice_pixels(cohort: Cohort, axis: str = "sagittal", pool: int = 2) -> np.ndarray:
+def slice_pixels(cohort: Cohort, axis: str = "sagittal", pool: int | None = None) -> np.ndarray:
     """Every slice of every volume as a flat vector: ``(N, S, P)`` float32.
 
     Slices are taken along ``axis`` and averaged over ``pool`` x ``pool`` voxel blocks in
-    their plane (edges padded), the input of a per-slice 2D classifier.
+    their plane (edges padded), the input of a per-slice 2D classifier. ``pool=None``:
+    blocks of 8 mm on any grid (2 voxels at 4 mm, 4 at 2 mm), so that a 2 mm cohort's
+    pixels fit in memory as a 4 mm one's do.
     """
     import torch.nn.functional as F
 
+    if pool is None:
+        pool = max(1, round(8 / float(np.abs(cohort.affine[0, 0]))))
     dim = 1 + axis_index(axis)
     chunks = []
     for start in range(0, len(cohort), 16):  # chunks keep a memory-mapped cohort on disk

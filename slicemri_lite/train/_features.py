@@ -243,7 +243,9 @@ def _read_disk(folder: Path, key: str) -> np.ndarray | None:
     meta = json.loads(meta_file.read_text())
     if meta.get("key") != key or sha256_file(folder / "features.npy") != meta.get("sha256"):
         return None  # another cohort content or version, or damaged: recompute and replace
-    return np.load(folder / "features.npy", allow_pickle=False)
+    # memory-mapped: a chapter that reads a 2 mm cohort's features on three axes (over a
+    # gigabyte) keeps them on disk and copies only the rows a step uses (Binder: 2 GB)
+    return np.load(folder / "features.npy", mmap_mode="r", allow_pickle=False)
 
 
 def _write_disk(folder: Path, key: str, values: np.ndarray, spec: FeatureSpec) -> None:
