@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import importlib
 
-from slicemri_lite._core.env import about, release_large_buffers
+from slicemri_lite._core.env import about
 from slicemri_lite._core.version import __version__
-
-release_large_buffers()  # freed 2 mm buffers go back to the OS (Binder gives 2 GB)
 
 # The layers' faces, imported on first attribute access (``slicemri_lite.models``).
 FACES = ("data", "models", "train", "experiments", "analysis")

@@ -51,30 +51,6 @@ def trim_heap() -> bool:
     return True
 
 
-_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
-LARGE_BUFFER_BYTES = 4 * 2**20
-
-
-def release_large_buffers() -> bool:
-    """Make glibc give every buffer of 4 MB or more back to the OS as soon as it is freed.
-
-    By default glibc raises its mmap threshold after a large buffer is freed, so the next
-    ones (a training split's features, a batch of 2 mm volumes) come from the heap and
-    stay in the resident set after Python frees them: at 2 mm a chapter kept gigabytes it
-    no longer used. A fixed threshold keeps them in ``mmap`` chunks, returned on free.
-    Returns whether it ran (``False`` without glibc's ``mallopt``: macOS, Windows, musl).
-    """
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, LARGE_BUFFER_BYTES))
-
-
 def default_device() -> str:
     """``"cuda"`` when a CUDA GPU is usable, else ``"cpu"``."""
     import torch

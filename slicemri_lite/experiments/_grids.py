@@ -113,12 +113,10 @@ BRAIN_AGE: dict[str, tuple[GridBlock, ...]] = {
         ),
     ),
 }
-# The book's cohort at cpu, one for Chapters 4 to 6: 440 participants on the 2 mm grid,
-# split into a small training set and a large test set (88 / 44 / 308: power to separate
-# models), and enriched in AD as case-control studies are (65 % of those aged 60 or more,
-# about 28 % overall: about 86 AD in the test split, enough for an AUC and its interval).
-# Every grid that runs there reads the same volumes, splits and frozen 2 mm features,
-# which make book's data step computes once. At gpu the grids keep their own cohorts.
+# The book's cohort at cpu, one for Chapters 4 to 6: 440 participants at 2 mm, 88 / 44 /
+# 308 in train / val / test (power to separate models), AD-enriched as case-control
+# studies are (65 % of those aged 60+: about 90 AD in test). Its frozen features are
+# computed once by make book's data step; at gpu the grids keep their own cohorts.
 BOOK_COHORT = {
     "n_subjects": 440,
     "resolution": 2,
@@ -288,12 +286,10 @@ GRIDS["ablation"] = Grid(
     cohorts={"cpu": BOOK_COHORT},
 )
 
-# The paper's small CNN on a CPU. It needs 2 mm slices (its five pooling stages would leave
-# less than one voxel of a 4 mm slice), so it is a grid of its own on the ablation
-# grid's cohort (the book's 2 mm cohort at cpu): the same participants and splits, and the
-# same 25 training subjects, as the ablation grid's from-scratch cells; mean pooling with and without the
-# paper's position code on every axis, 20 epochs of the paper's recipe, one seed. About
-# 1.1 s per volume and step on two cores: a kept run (results/), not live.
+# The paper's small CNN on a CPU (it needs 2 mm slices): a grid of its own on the ablation
+# grid's cohort, with the same 25 training subjects as its from-scratch cells; mean pooling
+# with and without the position code on every axis, 20 epochs of the paper's recipe, one
+# seed; about 1.1 s per volume and step on two cores: a kept run (results/), not live.
 SMALL_CNN_2MM = {"smoke": {"resolution": 2}, "cpu": BOOK_COHORT}
 ABLATION_SMALL_CNN: dict[str, tuple[GridBlock, ...]] = {
     "smoke": (
@@ -332,10 +328,9 @@ GRIDS["ablation-small-cnn"] = Grid(
 
 
 # ----------------------------------------------------------------------------- the AD grid
-# Chapter 6. AD occurs only from age 60 in the synthetic cohort, about 15 % of a default
-# cohort: too few for a threshold or an AUC in a small validation or test split. The AD
-# grid's cohort is enriched: ages 50 to 90, half of the participants aged 60 or more
-# have AD (about 37 % AD overall), and at least 40 participants even at smoke.
+# Chapter 6. AD occurs only from age 60, about 15 % of a default cohort: too few for an
+# AUC in a small split. Off cpu the AD grid's cohort is enriched: ages 50 to 90, half of
+# those aged 60+ with AD (about 37 % overall), and at least 40 participants even at smoke.
 AD_COHORT = {"age_min": 50.0, "ad_prevalence": 0.5}
 AD_MIN_SUBJECTS = 40
 AGE_ONLY = ModelConfig("age_only")
@@ -359,9 +354,8 @@ def _ad_blocks(seeds: tuple[int, ...], *extra: GridBlock) -> tuple:
 
 AD: dict[str, tuple[GridBlock, ...]] = {
     "smoke": _ad_blocks((0, 1), GridBlock((CONV3D,), (ALL,), (0,), 1, equal_steps=False)),
-    # the book's 2 mm cohort: frozen slice models and the baselines. The 3D CNN trained end
-    # to end (about 5 CPU-seconds per 2 mm volume and epoch) is not live at cpu: the gpu
-    # grid trains it
+    # the book's 2 mm cohort; the 3D CNN (about 5 CPU-seconds per 2 mm volume and epoch)
+    # is trained by the gpu grid, not live at cpu
     "cpu": _ad_blocks((0, 1, 2)),
     "gpu": _ad_blocks(
         (0, 1, 2, 3, 4),
