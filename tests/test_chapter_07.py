@@ -64,3 +64,8 @@ def test_mask_and_slice_numbers_are_in_range(nb):
     assert np.isnan(r) or -1 <= r <= 1
     assert glued_float(nb, "main_cost") > 0
     assert 0 <= glued_float(nb, "group_auroc") <= 1
+
+
+def test_the_share_of_the_main_map_outside_the_brain_is_a_share(nb):
+    assert 0 <= glued_float(nb, "outside_brain_share") <= 1
+    assert 0 <= glued_float(nb, "outside_ig") <= 1

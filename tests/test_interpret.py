@@ -323,3 +323,15 @@ def test_participant_effect_is_the_participants_own_rendered_effect():
     real.effects = {"ad": np.ones(real.shape)}
     with pytest.raises(ValueError, match="needs a cohort made by synthetic_cohort"):
         interpret.participant_effect(real, 3, "ad")
+
+
+def test_outside_share_counts_the_maps_mass_beyond_the_brain():
+    brain = np.zeros((4, 4, 4), dtype=bool)
+    brain[1:3, 1:3, 1:3] = True  # 8 brain voxels of 64
+    inside_only = np.where(brain, 1.0, 0.0)
+    assert scores.outside_share(inside_only, brain) == 0.0
+    everywhere = -np.ones((4, 4, 4))  # signs do not matter: |map|
+    assert scores.outside_share(everywhere, brain) == pytest.approx(56 / 64)
+    assert np.isnan(scores.outside_share(np.zeros((4, 4, 4)), brain))
+    with pytest.raises(ValueError):
+        scores.outside_share(np.ones((3, 4, 4)), brain)

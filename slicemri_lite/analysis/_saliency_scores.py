@@ -25,6 +25,7 @@ from scipy.stats import rankdata
 from slicemri_lite._core.geometry import slice_mass
 
 __all__ = [
+    "outside_share",
     "MASK_QUANTILE",
     "SCORES",
     "effect_mask",
@@ -98,6 +99,19 @@ def mass_inside(attribution: np.ndarray, mask: np.ndarray, brain: np.ndarray) ->
     values = np.abs(np.asarray(attribution, dtype=np.float64))
     total = values[brain].sum()
     return float(values[mask & brain].sum() / total) if total > 0 else float("nan")
+
+
+def outside_share(attribution: np.ndarray, brain: np.ndarray) -> float:
+    """Share of a map's absolute mass that lies outside the brain, in [0, 1].
+
+    Every score above is taken inside the brain only, so mass outside it is invisible to
+    them; a map that puts much of its mass there (the volume's edge, the background) is
+    pointing at something other than anatomy.
+    """
+    _check_same_grid("attribution", attribution, brain)
+    mass = np.abs(np.asarray(attribution, dtype=np.float64))
+    total = mass.sum()
+    return float(mass[~np.asarray(brain, dtype=bool)].sum() / total) if total > 0 else float("nan")
 
 
 def pointing_game(attribution: np.ndarray, mask: np.ndarray, brain: np.ndarray) -> float:
