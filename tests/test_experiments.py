@@ -479,3 +479,33 @@ def test_probe_reads_pooled_or_concatenated_slice_features_and_is_labelled_so():
     assert concat.label == "efficientnet_lite0 random probe concat"
     with pytest.raises(ValueError, match="'aggregation' must be one of"):
         runs.ModelConfig("probe", LITE0, "random", "frozen", aggregation="max")
+
+
+def test_chapter_4s_random_encoder_is_drawn_again_for_every_seed():
+    specs = grids.grid_runs("brain-age", "cpu", 88, seed_offset=0)
+    random = [s for s in specs if s.config.init == "random" and s.config.needs_features]
+    imagenet = [s for s in specs if s.config.init == "imagenet" and s.config.needs_features]
+    assert random and imagenet
+    assert all(s.draw == s.seed for s in random)  # the interval over seeds covers draws
+    assert {s.draw for s in random} == {0, 1, 2}
+    assert all(s.draw is None for s in imagenet)  # ImageNet weights are never drawn
+    ad = grids.grid_runs("ad", "cpu", 88)
+    assert all(s.draw is None for s in ad)  # one draw for the AD grid: its own reason
+
+
+def test_a_run_reads_the_features_of_its_own_draw(monkeypatch):
+    cohort = planted_cohort(n=12)
+    seen = []
+
+    def fake_features(cohort_, spec, device=None):
+        seen.append(spec.seed)
+        n, shape = len(cohort_), cohort_.shape
+        return SliceFeatures(np.zeros((n, shape[0], 4), np.float32), spec, None)
+
+    monkeypatch.setattr(ex, "slice_features", fake_features)
+    experiment = ex.Experiment(cohort, get_profile("smoke"), seed=5)
+    config = runs.ModelConfig("sliceset", "efficientnet_lite0", "random", "frozen")
+    rows = np.arange(4)
+    experiment._features(runs.RunSpec(config, 8, 1, draw=1), rows)
+    experiment._features(runs.RunSpec(config, 8, 2), rows)
+    assert seen == [1, 5]  # its own draw; else the experiment's data seed

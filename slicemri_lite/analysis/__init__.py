@@ -9,6 +9,11 @@ from slicemri_lite.analysis._bench import (
     bench_table,
     benchmark,
 )
+from slicemri_lite.analysis._controls import (
+    fit_region_model,
+    planted_pairs,
+    positive_controls,
+)
 from slicemri_lite.analysis._interpret import (
     METHODS,
     attributions,
@@ -96,6 +101,9 @@ __all__ = [
     "MASK_QUANTILE",
     "METHODS",
     "MTL_RADIUS_MM",
+    "fit_region_model",
+    "planted_pairs",
+    "positive_controls",
     "OPTIONS",
     "PaperStyleForward",
     "PeakMemory",

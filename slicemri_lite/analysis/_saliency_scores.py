@@ -56,14 +56,19 @@ def _check_same_grid(name: str, array: np.ndarray, brain: np.ndarray) -> None:
         )
 
 
-def effect_mask(effect: np.ndarray, brain: np.ndarray, quantile: float = MASK_QUANTILE):
+def effect_mask(
+    effect: np.ndarray, brain: np.ndarray, quantile: float = MASK_QUANTILE, exclude=None
+):
     """Where an effect is strongest: ``|effect|`` above its ``quantile`` over brain voxels.
 
     Args:
         effect: ``(X, Y, Z)`` effect map (e.g. ``cohort.effects["ad"]``, or one
             participant's scan with its effect minus the same scan without it).
         brain: ``(X, Y, Z)`` bool brain mask; the mask never leaves it.
-        quantile: in (0, 1); 0.95 keeps the strongest 5 % of brain voxels.
+        quantile: in (0, 1); 0.95 keeps the strongest 5 % of the eligible brain voxels.
+        exclude: optional ``(X, Y, Z)`` bool: voxels never in the mask (e.g. where ageing's
+            effect is strongest, so that a map of ageing does not score as AD); the
+            quantile is taken over the brain voxels outside it.
 
     Returns:
         ``(X, Y, Z)`` bool mask.
@@ -72,9 +77,14 @@ def effect_mask(effect: np.ndarray, brain: np.ndarray, quantile: float = MASK_QU
     _check_same_grid("effect", effect, brain)
     if not 0 < quantile < 1:
         raise ValueError(f"'quantile' must be in (0, 1); {quantile!r} was provided.")
+    eligible = brain
+    if exclude is not None:
+        exclude = np.asarray(exclude, dtype=bool)
+        _check_same_grid("exclude", exclude, brain)
+        eligible = brain & ~exclude
     strength = np.abs(effect)
-    threshold = np.quantile(strength[brain], quantile)
-    mask = brain & (strength > threshold)
+    threshold = np.quantile(strength[eligible], quantile)
+    mask = eligible & (strength > threshold)
     if not mask.any():
         raise ValueError("the effect map is flat inside the brain: no voxel passes the threshold.")
     return mask

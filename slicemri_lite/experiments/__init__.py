@@ -36,9 +36,12 @@ from slicemri_lite.experiments._interaction import difference_of_differences
 from slicemri_lite.experiments._learning import (
     BASELINES,
     FLAT_RATIO,
+    age_only_scores,
+    auc_table,
     describe_learning,
     learned_labels,
     learning_check,
+    predictions_from_scores,
     verdicts,
 )
 from slicemri_lite.experiments._load import KeptRun, kept_runs, load_run
@@ -85,6 +88,9 @@ from slicemri_lite.experiments._tables import (
 )
 
 __all__ = [
+    "age_only_scores",
+    "auc_table",
+    "predictions_from_scores",
     "BASELINES",
     "FLAT_RATIO",
     "difference_of_differences",

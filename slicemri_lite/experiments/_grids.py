@@ -165,6 +165,12 @@ class Grid:
     cohorts: dict[str, dict] = field(default_factory=dict)
     min_subjects: int = 0
     book_data: bool = True  # make book's data step builds its cohort and features
+    # axes on which a chapter reads brain-only features of the profile's encoder
+    # (``FeatureSpec(mask="brain")``: Chapter 7's slice models see only the brain)
+    brain_only_axes: tuple[str, ...] = ()
+    # every seed of a frozen random-init configuration reads its own random encoder (drawn
+    # under the run's seed), so that intervals over seeds cover the draw (Chapter 4)
+    random_draws: bool = False
 
 
 # Every grid the command line runs; each chapter's grid is one entry, run by one runner.
@@ -174,6 +180,7 @@ GRIDS: dict[str, Grid] = {
         BRAIN_AGE,
         "baselines vs slice models, pretrained vs scratch",
         cohorts=BRAIN_AGE_COHORTS,
+        random_draws=True,
     ),  # fmt: skip
     "brain-age-finetune": Grid(
         "age",
@@ -378,6 +385,7 @@ GRIDS["ad"] = Grid(
     cohort_options={"synthetic_config": AD_COHORT},
     cohorts={"cpu": BOOK_COHORT},
     min_subjects=AD_MIN_SUBJECTS,
+    brain_only_axes=("sagittal",),
 )
 
 
@@ -409,7 +417,8 @@ def grid_runs(
 
     ``seed_offset`` shifts every seed (the chapters' ``SEED`` parameter).
     """
-    blocks = GRIDS[check_choice("grid", name, GRIDS)].profiles
+    grid = GRIDS[check_choice("grid", name, GRIDS)]
+    blocks = grid.profiles
     profile = check_choice("profile", as_profile(profile).name, blocks)
     if n_train < 2:
         raise ValueError(f"the cohort needs at least 2 training subjects; it has {n_train}.")
@@ -430,11 +439,19 @@ def grid_runs(
                     block.batch_size,
                     patience,
                     block.age_matched,
+                    _draw(grid, config, seed + seed_offset),
                 )  # fmt: skip
                 for config in block.configs
                 for seed in block.seeds
             ]
     return list(dict.fromkeys(specs))  # drop repeats, keep order
+
+
+def _draw(grid: Grid, config, seed: int) -> int | None:
+    """The random encoder's draw for a run (``RunSpec.draw``): its own seed where the grid
+    draws one encoder per seed, else ``None`` (one draw for the whole grid)."""
+    own = grid.random_draws and config.init == "random" and config.needs_features
+    return seed if own else None
 
 
 def grid_cohort_size(name: str, profile: Profile | str) -> dict:

@@ -24,6 +24,9 @@ from slicemri_lite.experiments._compare import BOOTSTRAP_METRICS, paired_bootstr
 from slicemri_lite.experiments._tables import describe_difference, run_labels
 
 __all__ = [
+    "age_only_scores",
+    "auc_table",
+    "predictions_from_scores",
     "FLAT_RATIO",
     "BASELINES",
     "describe_learning",
@@ -174,3 +177,49 @@ def verdicts(
                         if (x, size) in learned and not learned[(x, size)][0])  # fmt: skip
         sentences.append(f"{a} against {b}, {size} training subjects: no verdict, {why}.")
     return (pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()), sentences
+
+
+def predictions_from_scores(cohort, rows, scores: dict, train_size: int | None = None):
+    """A predictions table (for ``learning_check``, ``verdicts``, ``paired_bootstrap``) from
+    test scores computed outside a grid, e.g. a chapter's own models.
+
+    Args:
+        cohort: the cohort the scores are of (``participant_id``, ``age``, ``diagnosis``).
+        rows: ``(n,)`` cohort rows the scores are for (usually ``cohort.indices("test")``).
+        scores: ``{label: (n,) scores}`` or ``{(label, seed): (n,) scores}``: predicted ages,
+            or AD scores (probabilities or logits: the AUC only ranks them).
+        train_size: the training-set size to record (default: the cohort's train split).
+    """
+    rows = np.asarray(rows, dtype=int)
+    size = len(cohort.indices("train")) if train_size is None else int(train_size)
+    base = cohort.table.iloc[rows][["participant_id", "age", "diagnosis"]].reset_index(drop=True)
+    frames = []
+    for key, values in scores.items():
+        label, seed = key if isinstance(key, tuple) else (key, 0)
+        values = np.asarray(values, dtype=float).ravel()
+        if len(values) != len(rows):
+            raise ValueError(f"scores[{key!r}] has {len(values)} values for {len(rows)} rows.")
+        frames.append(base.assign(model=label, train_size=size, seed=int(seed), predicted=values))
+    return pd.concat(frames, ignore_index=True)
+
+
+def age_only_scores(cohort, split: str = "test") -> np.ndarray:
+    """AD probabilities of ``split`` from age alone (the logistic regression every AD image
+    model must beat, fitted on the train split): ``(n,)``."""
+    from slicemri_lite.experiments._runs import _run_age_only
+
+    result = _run_age_only(cohort, "ad")
+    return {"val": result.val, "test": result.test}[split]
+
+
+def auc_table(is_ad, scores: dict, seed: int = 0) -> pd.DataFrame:
+    """ROC AUC with its 95% bootstrap interval for each entry of ``scores`` (``{label: (n,)}``
+    or ``{(label, seed): (n,)}``, as for ``predictions_from_scores``): one row each, with
+    ``model``, ``seed``, ``auc``, ``low``, ``high``."""
+    from slicemri_lite.experiments._compare import auc_interval
+
+    rows = []
+    for key, values in scores.items():
+        label, run_seed = key if isinstance(key, tuple) else (key, 0)
+        rows.append((label, int(run_seed), *auc_interval(is_ad, values, seed=seed)))
+    return pd.DataFrame(rows, columns=["model", "seed", "auc", "low", "high"])

@@ -38,7 +38,7 @@ from slicemri_lite._core.geometry import axis_index, voxel_size
 from slicemri_lite._core.validation import check_choice
 from slicemri_lite.data._cohort import Cohort
 from slicemri_lite.data._open import open_cohort
-from slicemri_lite.experiments._grids import GRIDS, grid_cohort_size, grid_configs, grid_runs
+from slicemri_lite.experiments._grids import GRIDS, grid_cohort_size, grid_runs
 from slicemri_lite.experiments._profiles import Profile, as_profile
 from slicemri_lite.experiments._runs import (
     NETWORKS,
@@ -51,7 +51,7 @@ from slicemri_lite.experiments._runs import (
 from slicemri_lite.experiments._tables import CONFIG_KEYS
 from slicemri_lite.models._weights import OfflineWeightsError
 from slicemri_lite.train import _distributed as distributed
-from slicemri_lite.train._features import slice_features
+from slicemri_lite.train._features import FeatureSpec, slice_features
 from slicemri_lite.train._metrics import AD_METRICS, run_metrics
 from slicemri_lite.train._slice_chunks import has_training_batch_norm
 
@@ -268,7 +268,7 @@ class Experiment:
         row.update(self._context)
         result = None
         try:
-            features = self._features(spec.config, rows, features)
+            features = self._features(spec, rows, features)
             result = run_config(spec.config, cohort, self.profile, spec.seed, recipe=recipe,
                                 features=features, task=self.task, model=model,
                                 slice_chunk=self._slice_chunk(spec.config, cohort))  # fmt: skip
@@ -289,13 +289,15 @@ class Experiment:
         self._save()
         return row, result
 
-    def _features(self, config: ModelConfig, rows: np.ndarray, features=None):
-        """The frozen features of ``rows`` for a frozen config (``None`` otherwise): of
-        ``features`` where given, else the cohort's cached ones."""
+    def _features(self, run: RunSpec, rows: np.ndarray, features=None):
+        """The frozen features of ``rows`` for a frozen run (``None`` otherwise): of
+        ``features`` where given, else the cohort's cached ones (a random encoder drawn
+        under ``run.draw`` where it is set, else under the experiment's seed)."""
+        config = run.config
         if not config.needs_features:
             return None
         if features is None:
-            spec = config.feature_spec(self.seed)
+            spec = config.feature_spec(self.seed if run.draw is None else run.draw)
             features = slice_features(self.cohort, spec, device=self.profile.device)
         return features.subset(rows)
 
@@ -364,7 +366,11 @@ def prepare_grid_data(
     """
     prof = as_profile(profile)
     cohort = open_grid_cohort(name, prof, data, seed)
-    specs = {c.feature_spec(seed) for c in grid_configs(prof.name, name) if c.needs_features}
+    runs = grid_runs(name, prof.name, len(cohort.indices("train")), seed_offset=seed)
+    specs = {r.config.feature_spec(seed if r.draw is None else r.draw)
+             for r in runs if r.config.needs_features}  # fmt: skip
+    specs |= {FeatureSpec(prof.encoder, axis=axis, seed=seed, mask="brain")
+              for axis in GRIDS[name].brain_only_axes}  # fmt: skip
     done = []
     for spec in sorted(specs, key=lambda s: s.name):
         try:

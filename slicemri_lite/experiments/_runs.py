@@ -175,6 +175,9 @@ class RunSpec:
     patience: int | None = None  # early stopping's, in epochs; None: the recipe's
     # AD grid: leave out CN younger than the youngest AD participant (``age_matched_rows``)
     age_matched: bool = False
+    # a frozen random-init run: the seed its random encoder is drawn under (``None``: the
+    # experiment's data seed, one draw shared by every run); ``Grid.random_draws``
+    draw: int | None = None
 
     def key(self) -> dict:
         """The run's identifying columns."""

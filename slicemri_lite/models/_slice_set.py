@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -88,6 +89,23 @@ def zscore_volumes(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     return ((x - mean) / std).float()
 
 
+def _input_mask(mask, volume_shape) -> torch.Tensor | None:
+    """``(1, 1, X, Y, Z)`` float32 from a 0/1 ``(X, Y, Z)`` mask; ones for ``True``; else None."""
+    if mask is None or mask is False:
+        return None
+    if mask is True:
+        return torch.ones(1, 1, *volume_shape)
+    values = torch.from_numpy(np.array(mask, dtype=np.float32))  # a copy: masks are read-only
+    if tuple(values.shape) != tuple(volume_shape):
+        raise ValueError(
+            f"'input_mask' must have the grid's shape {tuple(volume_shape)}; "
+            f"{tuple(values.shape)} was provided."
+        )
+    if not bool(((values == 0) | (values == 1)).all()):
+        raise ValueError("'input_mask' must hold only 0 and 1 (a brain or region mask).")
+    return values[None, None]
+
+
 class SliceSetNet(TargetScaled):
     """A position-encoded set of 2D slice embeddings: ``(B, 1, X, Y, Z) -> (B, n_outputs)``.
 
@@ -122,6 +140,11 @@ class SliceSetNet(TargetScaled):
         imagenet_norm: pretrained encoders see the slice through their ImageNet input
             normalisation, folded into the first convolution (True, the book's), or the
             slice repeated over three channels as it is (False, the paper's).
+        input_mask: ``None``, or an ``(X, Y, Z)`` 0/1 array (e.g. ``grid_brain_mask``):
+            every volume is multiplied by it first, so the model sees only those voxels and
+            its gradient is exactly zero outside them (Chapter 7). Kept as a buffer, saved
+            with the weights; ``True`` makes a placeholder of ones for a saved mask to be
+            loaded into (how ``load_model`` rebuilds such a model).
     """
 
     def __init__(
@@ -143,12 +166,14 @@ class SliceSetNet(TargetScaled):
         projection: str = "before_position",
         input_norm: str = "none",
         imagenet_norm: bool = True,
+        input_mask=None,
     ):
         super().__init__()
         self.config = dict(locals())
         for key in ("self", "__class__"):
             self.config.pop(key, None)
         self.config["volume_shape"] = tuple(int(n) for n in volume_shape)
+        self.config["input_mask"] = input_mask is not None and input_mask is not False
         check_encoder_name(encoder)
         for name, allowed in [("axis", AXES), ("position", POSITIONS), ("aggregation", AGGREGATIONS),
                               ("norm", NORMS), ("head", HEADS), ("attention", ATTENTIONS),
@@ -159,6 +184,7 @@ class SliceSetNet(TargetScaled):
         self.encoder_name, self.axis, self.position = encoder, axis, position
         self.aggregation, self.volume_shape = aggregation, tuple(volume_shape)
         self.input_norm = input_norm
+        self.register_buffer("input_mask", _input_mask(input_mask, self.volume_shape))
         self.n_slices = self.volume_shape[axis_index(axis)]
         if encoder == "encoder1":
             Encoder1.check_slice_shape(*self.slice_shape)
@@ -208,6 +234,7 @@ class SliceSetNet(TargetScaled):
         volume_shape: tuple[int, int, int] = (91, 109, 91),
         pretrained: bool = True,
         n_outputs: int = 1,
+        input_mask=None,
     ) -> SliceSetNet:
         """The paper's slice model (``MRI2DSlice`` in its code), exactly.
 
@@ -242,6 +269,8 @@ class SliceSetNet(TargetScaled):
             volume_shape: the grid ``(X, Y, Z)``; the paper's is (91, 109, 91).
             pretrained: ImageNet weights for the encoder (ignored for the small CNN).
             n_outputs: outputs of the head.
+            input_mask: an ``(X, Y, Z)`` 0/1 mask every volume is multiplied by first (not
+                in the paper; ``SliceSetNet``'s ``input_mask``).
         """
         check_choice("position", position, PAPER_POSITIONS)
         coded = position == "learned"
@@ -263,6 +292,7 @@ class SliceSetNet(TargetScaled):
             projection="after_position" if small else "before_position",
             input_norm="zscore",
             imagenet_norm=False,
+            input_mask=input_mask,
         )
         model._paper_init(small)
         return model
@@ -304,6 +334,8 @@ class SliceSetNet(TargetScaled):
     def to_slices(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 1, X, Y, Z)`` -> ``(B * S, 1, H, W)``: every slice along ``axis`` as one image."""
         self._check_input(x)
+        if self.input_mask is not None:
+            x = x * self.input_mask.to(x.dtype)
         if self.input_norm == "zscore":
             x = zscore_volumes(x)
         dim = 2 + axis_index(self.axis)

@@ -51,6 +51,7 @@ __all__ = [
 
 INITS = ("imagenet", "random")
 INPUTS = ("paper", "book")
+MASKS = ("none", "brain")
 _MEMORY: OrderedDict[str, SliceFeatures] = OrderedDict()
 _MEMORY_SLOTS = 4
 
@@ -67,6 +68,9 @@ class FeatureSpec:
         inputs: how slices reach the encoder: ``"paper"`` (each volume z-scored, no
             ImageNet normalisation: ``SliceSetNet.paper``, the book's default) or
             ``"book"`` (volumes as given, ImageNet normalisation folded into the first conv).
+        mask: ``"none"`` (every voxel of the grid) or ``"brain"`` (each volume multiplied by
+            the MNI brain mask of its grid, ``grid_brain_mask``, first: features for a model
+            built with ``input_mask=grid_brain_mask(mm)``, which sees only the brain).
     """
 
     encoder: str = "efficientnet_lite0"
@@ -74,24 +78,47 @@ class FeatureSpec:
     axis: str = "sagittal"
     seed: int = 0
     inputs: str = "paper"
+    mask: str = "none"
 
     def __post_init__(self):
         check_choice("init", self.init, INITS)
         check_choice("axis", self.axis, AXES)
         check_choice("inputs", self.inputs, INPUTS)
+        check_choice("mask", self.mask, MASKS)
 
     @property
     def name(self) -> str:
         """A folder-safe name, e.g. ``efficientnet_lite0-imagenet-sagittal``."""
         seed = f"-seed{self.seed}" if self.init == "random" else ""
         inputs = "" if self.inputs == "paper" else f"-{self.inputs}"
-        return f"{self.encoder.replace(':', '_')}-{self.init}-{self.axis}{seed}{inputs}"
+        mask = "" if self.mask == "none" else f"-{self.mask}"
+        return f"{self.encoder.replace(':', '_')}-{self.init}-{self.axis}{seed}{inputs}{mask}"
 
-    def build(self, volume_shape) -> nn.Module:
-        """The frozen slice model (no position, mean pooling) whose encoder makes the features."""
+    def identity(self) -> dict:
+        """The fields that identify the features (``mask`` only when it is set, so that
+        features stored before the field existed keep their keys)."""
+        fields = asdict(self)
+        if fields["mask"] == "none":
+            del fields["mask"]
+        return fields
+
+    def input_mask(self, affine) -> np.ndarray | None:
+        """The ``(X, Y, Z)`` mask for a cohort with this ``affine`` (``None`` for no mask)."""
+        if self.mask == "none":
+            return None
+        from slicemri_lite._core.geometry import grid_brain_mask
+
+        return grid_brain_mask(int(round(float(voxel_size(affine)[0]))))
+
+    def build(self, volume_shape, input_mask=None) -> nn.Module:
+        """The frozen slice model (no position, mean pooling) whose encoder makes the features;
+        ``input_mask``: ``input_mask(cohort.affine)`` when ``mask`` is set."""
+        if (self.mask != "none") != (input_mask is not None):
+            raise ValueError(f"FeatureSpec(mask={self.mask!r}) needs input_mask given exactly "
+                             "when mask is set: spec.build(shape, spec.input_mask(affine)).")  # fmt: skip
         torch.manual_seed(self.seed)  # the encoder is built first: same weights as the model's
         options = {"pretrained": self.init == "imagenet", "axis": self.axis,
-                   "volume_shape": volume_shape}  # fmt: skip
+                   "volume_shape": volume_shape, "input_mask": input_mask}  # fmt: skip
         if self.inputs == "paper":
             net = SliceSetNet.paper(self.encoder, position="none", **options)
         else:
@@ -106,7 +133,9 @@ class FeatureSpec:
             "imagenet_norm", True
         )
         inputs_match = paper_inputs if self.inputs == "paper" else book_inputs
-        return inputs_match and (self.encoder, self.axis) == (model.encoder_name, model.axis)
+        masks_match = (self.mask != "none") == bool(config.get("input_mask"))
+        same_encoder = (self.encoder, self.axis) == (model.encoder_name, model.axis)
+        return inputs_match and masks_match and same_encoder
 
 
 @dataclass
@@ -222,7 +251,7 @@ def _cohort_fingerprint(cohort: Cohort) -> str:
 
 def _key(cohort: Cohort, spec: FeatureSpec) -> str:
     mm = "x".join(f"{v:g}" for v in voxel_size(cohort.affine))
-    text = json.dumps([_cohort_fingerprint(cohort), asdict(spec), mm, FEATURES_VERSION])
+    text = json.dumps([_cohort_fingerprint(cohort), spec.identity(), mm, FEATURES_VERSION])
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -299,7 +328,7 @@ def slice_features(
     if key in _MEMORY:
         _MEMORY.move_to_end(key)
         return _MEMORY[key]
-    net = spec.build(cohort.shape)  # raises OfflineWeightsError before any work
+    net = spec.build(cohort.shape, spec.input_mask(cohort.affine))  # raises OfflineWeightsError
     folder = _disk_folder(cohort, spec) if disk else None
     values = _read_disk(folder, key) if folder is not None else None
     if values is None:
