@@ -14,13 +14,12 @@ from slicemri_lite.analysis._controls import (
     planted_pairs,
     positive_controls,
 )
+from slicemri_lite.analysis._gradcam import gradcam, gradcam_layer
 from slicemri_lite.analysis._interpret import (
     METHODS,
     attributions,
     cascading_randomisation,
     fit_on_shuffled_labels,
-    gradcam,
-    gradcam_layer,
     group_map,
     participant_effect,
     randomisation_order,
