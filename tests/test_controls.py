@@ -158,3 +158,8 @@ def test_gradient_maps_are_the_same_with_the_encoder_checkpointed_over_slice_chu
         torch.manual_seed(0)
         chunked = analysis.attributions(model, volumes, method, slice_chunk=3, **options)
         np.testing.assert_allclose(chunked, whole, rtol=1e-4, atol=1e-6)
+    calls = []
+    hook = model.encoder.register_forward_hook(lambda m, i, o: calls.append(len(i[0])))
+    analysis.attributions(model, volumes[:1], "smoothgrad", samples=1, slice_chunk=4)
+    hook.remove()
+    assert max(calls) == 4 and sum(calls) >= shape[0]  # 4 slices at a time, every slice

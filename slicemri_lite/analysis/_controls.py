@@ -31,9 +31,7 @@ from slicemri_lite.train._fit import fit as train_fit
 __all__ = ["planted_pairs", "fit_region_model", "positive_controls"]
 
 
-def planted_pairs(
-    cohort: Cohort, rows: Mapping[str, Sequence[int]], effect: np.ndarray, region=None
-) -> Cohort:
+def planted_pairs(cohort: Cohort, rows: Mapping[str, Sequence[int]], effect: np.ndarray) -> Cohort:
     """An in-memory cohort of pairs: each scan as it is (``"CN"``) and plus ``effect`` (``"AD"``).
 
     Args:
@@ -42,8 +40,6 @@ def planted_pairs(
         rows: per split (``"train"``, ``"val"``, ``"test"``), the source rows to pair.
         effect: ``(X, Y, Z)`` effect added to the second scan of each pair, e.g. the
             cohort's template AD effect ``cohort.effects["ad"]``.
-        region: optional ``(X, Y, Z)`` 0/1 mask; the pair volumes are multiplied by it (the
-            features of a region model then need no mask of their own).
 
     Returns:
         A ``Cohort`` of ``2 * n`` float16 volumes (pairs adjacent: as is, then planted), one
@@ -63,8 +59,6 @@ def planted_pairs(
             )
         scans = read_rows(cohort.volumes, chosen).astype(np.float32)
         pair = np.stack([scans, scans + effect], axis=1)  # (n, 2, X, Y, Z)
-        if region is not None:
-            pair = pair * np.asarray(region, dtype=np.float32)
         volumes.append(pair.reshape(-1, *cohort.shape).astype(np.float16))
         doubled = table.loc[table.index.repeat(2)].reset_index(drop=True)
         doubled["diagnosis"] = ["CN", "AD"] * len(table)

@@ -179,6 +179,11 @@ def verdicts(
     return (pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()), sentences
 
 
+def _label_seed(key) -> tuple[str, int]:
+    """A scores key, ``label`` or ``(label, seed)``, as ``(label, seed)`` (seed 0 if none)."""
+    return key if isinstance(key, tuple) else (key, 0)
+
+
 def predictions_from_scores(cohort, rows, scores: dict, train_size: int | None = None):
     """A predictions table (for ``learning_check``, ``verdicts``, ``paired_bootstrap``) from
     test scores computed outside a grid, e.g. a chapter's own models.
@@ -195,7 +200,7 @@ def predictions_from_scores(cohort, rows, scores: dict, train_size: int | None =
     base = cohort.table.iloc[rows][["participant_id", "age", "diagnosis"]].reset_index(drop=True)
     frames = []
     for key, values in scores.items():
-        label, seed = key if isinstance(key, tuple) else (key, 0)
+        label, seed = _label_seed(key)
         values = np.asarray(values, dtype=float).ravel()
         if len(values) != len(rows):
             raise ValueError(f"scores[{key!r}] has {len(values)} values for {len(rows)} rows.")
@@ -220,6 +225,6 @@ def auc_table(is_ad, scores: dict, seed: int = 0) -> pd.DataFrame:
 
     rows = []
     for key, values in scores.items():
-        label, run_seed = key if isinstance(key, tuple) else (key, 0)
+        label, run_seed = _label_seed(key)
         rows.append((label, int(run_seed), *auc_interval(is_ad, values, seed=seed)))
     return pd.DataFrame(rows, columns=["model", "seed", "auc", "low", "high"])

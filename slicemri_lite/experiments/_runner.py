@@ -297,7 +297,7 @@ class Experiment:
         if not config.needs_features:
             return None
         if features is None:
-            spec = config.feature_spec(self.seed if run.draw is None else run.draw)
+            spec = run.feature_spec(self.seed)
             features = slice_features(self.cohort, spec, device=self.profile.device)
         return features.subset(rows)
 
@@ -367,8 +367,7 @@ def prepare_grid_data(
     prof = as_profile(profile)
     cohort = open_grid_cohort(name, prof, data, seed)
     runs = grid_runs(name, prof.name, len(cohort.indices("train")), seed_offset=seed)
-    specs = {r.config.feature_spec(seed if r.draw is None else r.draw)
-             for r in runs if r.config.needs_features}  # fmt: skip
+    specs = {r.feature_spec(seed) for r in runs if r.config.needs_features}
     specs |= {FeatureSpec(prof.encoder, axis=axis, seed=seed, mask="brain")
               for axis in GRIDS[name].brain_only_axes}  # fmt: skip
     done = []

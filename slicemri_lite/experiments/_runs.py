@@ -179,6 +179,11 @@ class RunSpec:
     # experiment's data seed, one draw shared by every run); ``Grid.random_draws``
     draw: int | None = None
 
+    def feature_spec(self, data_seed: int = 0) -> FeatureSpec:
+        """The frozen features this run reads: a random encoder drawn under ``draw`` where
+        it is set, else under the experiment's ``data_seed``."""
+        return self.config.feature_spec(data_seed if self.draw is None else self.draw)
+
     def key(self) -> dict:
         """The run's identifying columns."""
         return {**asdict(self.config), "train_size": self.train_size, "seed": self.seed}

@@ -33,7 +33,7 @@ from torch import nn
 
 from slicemri_lite._core.atomic import atomic_path
 from slicemri_lite._core.env import autocast, resolve_device, trim_heap
-from slicemri_lite._core.geometry import AXES, voxel_size
+from slicemri_lite._core.geometry import AXES, grid_brain_mask, voxel_size
 from slicemri_lite._core.validation import check_choice
 from slicemri_lite.data._cohort import Cohort, read_rows, sha256_file
 from slicemri_lite.data._layout import FEATURES_VERSION
@@ -106,8 +106,6 @@ class FeatureSpec:
         """The ``(X, Y, Z)`` mask for a cohort with this ``affine`` (``None`` for no mask)."""
         if self.mask == "none":
             return None
-        from slicemri_lite._core.geometry import grid_brain_mask
-
         return grid_brain_mask(int(round(float(voxel_size(affine)[0]))))
 
     def build(self, volume_shape, input_mask=None) -> nn.Module:
