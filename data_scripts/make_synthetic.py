@@ -6,7 +6,7 @@ Two ways to call it:
   cohort cache folder ``DIR`` (which must not exist yet);
 - ``python data_scripts/make_synthetic.py --profile cpu`` builds the cohorts that the
   book's chapters open at that profile, and the frozen slice features their experiment
-  grids read, into the shared data directory (``$SLICEMRI_DATA``, else
+  grids read (and Chapter 9's rescans and multi-site cohort), into the shared data directory (``$SLICEMRI_DATA``, else
   ``~/slicemri_data``); what is already there is reused. ``make book`` runs this.
 """
 
@@ -16,7 +16,13 @@ import argparse
 import time
 
 from slicemri_lite.data import open_cohort, synthetic_cohort
-from slicemri_lite.experiments import PROFILES, book_data_grids, get_profile, prepare_grid_data
+from slicemri_lite.experiments import (
+    PROFILES,
+    book_data_grids,
+    get_profile,
+    prepare_grid_data,
+    prepare_trust_data,
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -57,6 +63,8 @@ def main(argv: list[str] | None = None) -> None:
         for name in book_data_grids():
             for line in prepare_grid_data(name, profile.name, seed=args.seed):
                 print(f"{line} ({time.perf_counter() - start:.1f} s)", flush=True)
+        for line in prepare_trust_data(profile.name, seed=args.seed):  # Chapter 9
+            print(f"{line} ({time.perf_counter() - start:.1f} s)", flush=True)
         return
     if args.n is None or args.out is None:
         parser.error("give --profile, or both --n and --out")

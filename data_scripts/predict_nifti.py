@@ -4,7 +4,9 @@ MODEL is a file written by ``slicemri_lite.train.save_model`` (with its training
 INPUT is a participants TSV with a ``path`` column, or one or more NIfTI files. Each image
 is prepared as the training cohort was (reoriented, resampled onto its grid, intensities
 normalised alike) and predicted, in the task's column (``PREDICTION_COLUMN``):
-``predicted_age`` in years, or ``ad_probability``.
+``predicted_age`` in years, or ``ad_probability``; the conformance report adds
+``verdict`` (ok / warn / refuse), ``reasons`` and the checks' scores, and every scan
+that is not ``ok`` is named on stderr with its reasons.
 """
 
 from __future__ import annotations
@@ -43,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {len(table)} predictions ({column}) to {args.out}")
     else:
         print(table.to_string(index=False))
+    counts = table["verdict"].value_counts()
+    print("conformance: " + ", ".join(f"{n} {v}" for v, n in counts.items()))
+    for _, row in table[table["verdict"].isin(["warn", "refuse"])].iterrows():
+        print(f"{row['verdict']}: {row['participant_id']}: {row['reasons']}", file=sys.stderr)
     return 0
 
 

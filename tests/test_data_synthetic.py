@@ -219,3 +219,45 @@ def test_repeat_scans_share_the_brain_not_the_nuisance():
 def test_bad_arguments_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         synthetic_cohort(**{"n_subjects": 2, "resolution": 4, **kwargs})
+
+
+def test_sites_are_off_by_default_and_site_zero_is_the_reference_scanner():
+    """With n_sites, participant i is scanned at site i % n_sites; site 0's scans are the very
+    scans of a cohort without sites, the other sites' differ, and a site is the same scanner
+    in every cohort."""
+    from slicemri_lite.data import SyntheticConfig
+    from slicemri_lite.data.synthetic._render import draw_site
+
+    plain = synthetic_cohort(4, seed=2, resolution=4, progress=False)
+    assert "site" not in plain.table
+    sited = synthetic_cohort(4, seed=2, resolution=4, config=SyntheticConfig(n_sites=3))
+    assert sited.table["site"].tolist() == ["site-0", "site-1", "site-2", "site-0"]
+    same = np.asarray(plain.volumes[[0, 3]]) == np.asarray(sited.volumes[[0, 3]])
+    assert same.all()
+    for i in (1, 2):  # the same brains on other scanners
+        difference = np.abs(
+            np.asarray(plain.volumes[i], np.float32) - np.asarray(sited.volumes[i], np.float32)
+        )
+        assert difference.max() > 0.05
+    assert draw_site(2, SyntheticConfig()) == draw_site(2, SyntheticConfig(n_sites=5))
+    assert draw_site(0, SyntheticConfig()).gamma == 1.0
+
+
+def test_a_blurrier_site_has_less_fine_detail():
+    from slicemri_lite.data import SyntheticConfig
+    from slicemri_lite.data.synthetic._ageing import markers, typical_participant
+    from slicemri_lite.data.synthetic._render import Site, draw_scan, renderer
+
+    cfg = SyntheticConfig()
+    p = typical_participant(60.0, 0.0)
+    render = renderer(4).render
+    sharp = render(markers(p, cfg), p.warp, draw_scan(np.random.default_rng(0), 1.0, cfg))
+    blurred_site = Site(1, fwhm_mm=6.0)
+    blurred = render(
+        markers(p, cfg), p.warp, draw_scan(np.random.default_rng(0), 1.0, cfg, blurred_site)
+    )
+
+    def detail(v):
+        return np.abs(np.diff(v, axis=0)).mean()
+
+    assert detail(blurred) < 0.8 * detail(sharp)

@@ -117,9 +117,12 @@ def test_the_readme_example_learns_and_predicts_new_scans(tmp_path, monkeypatch,
     run_command(predict_script, tmp_path)
     written = pd.read_csv(tmp_path / "predictions.csv", dtype={"participant_id": str})
     new = table.iloc[N_PARTICIPANTS:]
-    assert list(written.columns) == ["participant_id", "path", PREDICTION_COLUMN["age"]]
+    report = [PREDICTION_COLUMN["age"], "verdict", "reasons"]
+    assert list(written.columns[:5]) == ["participant_id", "path", *report]
+    assert written["verdict"].isin(["ok", "warn", "refuse"]).all()
     assert written["participant_id"].tolist() == new["participant_id"].tolist()
     ages = written[PREDICTION_COLUMN["age"]]
     assert np.isfinite(ages).all() and ages.between(0, 120).all()
-    shown = {m[1]: float(m[2]) for m in re.finditer(r"(sub-\d+)\s+\S+\s+([\d.]+)$", printed, re.M)}
+    rows = re.finditer(r"(sub-\d+)\s+([\d.]+)\s+(ok|warn|refuse)\b", printed)
+    shown = {m[1]: float(m[2]) for m in rows}
     assert shown == pytest.approx(dict(zip(written["participant_id"], ages, strict=True)), abs=1e-3)

@@ -126,7 +126,7 @@ def test_predict_nifti_reproduces_the_prediction_on_the_cohort_volume(tmp_path):
         {"participant_id": ["a", "b", "c"], "path": [f"s{i}.nii.gz" for i in rows]}
     ).to_csv(tsv, sep="\t", index=False)
     found = predict_nifti(path, tsv)
-    assert list(found.columns) == ["participant_id", "path", "predicted_age"]
+    assert list(found.columns) == ["participant_id", "path", "predicted_age", "verdict", "reasons"]
     assert found["path"].tolist() == files
     with torch.no_grad():
         expected = model(torch.from_numpy(np.asarray(cohort.volumes[rows], np.float32))[:, None])
@@ -195,7 +195,13 @@ def test_an_ad_model_predicts_probabilities_under_the_tasks_one_column(tmp_path,
     path = save_model(model, tmp_path / "ad.pt", cohort=cohort, task="ad")
     files = [_save_nifti(cohort.volumes[i], cohort.affine, tmp_path / f"s{i}.nii") for i in (0, 1)]
     found = predict_nifti(path, files)
-    assert list(found.columns) == ["participant_id", "path", PREDICTION_COLUMN["ad"]]
+    assert list(found.columns) == [
+        "participant_id",
+        "path",
+        PREDICTION_COLUMN["ad"],
+        "verdict",
+        "reasons",
+    ]
     with torch.no_grad():
         logits = model(torch.from_numpy(np.asarray(cohort.volumes[[0, 1]], np.float32))[:, None])
     np.testing.assert_allclose(found["ad_probability"], sigmoid(logits[:, 0].numpy()), atol=1e-3)

@@ -324,3 +324,15 @@ def test_evaluate_and_predict_take_the_task_from_the_model():
     assert "mae" in evaluate(model, cohort, task="age", device="cpu")  # an explicit override
     with pytest.raises(ValueError, match="'task' must be one of"):
         evaluate(scratch_net(), cohort, device="cpu")
+
+
+def test_predict_takes_row_positions_instead_of_a_split():
+    """``rows=``: the same numbers as the split's, for any rows (e.g. a cohort split elsewhere)."""
+    cohort = tiny_cohort(16)
+    model = scratch_net()
+    fit(model, cohort, task="age", epochs=1, batch_size=4, **QUIET)
+    test = cohort.indices("test")
+    by_split = predict(model, cohort, "test", device="cpu")
+    by_rows = predict(model, cohort, rows=test, device="cpu")
+    np.testing.assert_allclose(by_rows, by_split, rtol=1e-5)
+    assert len(predict(model, cohort, rows=[0, 1, 0], device="cpu")) == 3

@@ -1,4 +1,5 @@
-"""Analysis: a medial temporal marker measured on the scans, attribution maps and their scores against planted effects, position-code
+"""Analysis: before trusting a prediction (conformal intervals, calibration, test-retest,
+sites and ComBat, a subgroup audit), a medial temporal marker measured on the scans, attribution maps and their scores against planted effects, position-code
 and slicing-axis analyses, plots over nilearn, and the throughput bench.
 """
 
@@ -8,6 +9,12 @@ from slicemri_lite.analysis._bench import (
     OPTIONS,
     bench_table,
     benchmark,
+)
+from slicemri_lite.analysis._calibration import (
+    RECALIBRATIONS,
+    calibration_summary,
+    expected_calibration_error,
+    fit_recalibration,
 )
 from slicemri_lite.analysis._controls import (
     fit_region_model,
@@ -30,6 +37,13 @@ from slicemri_lite.analysis._interpret import (
     shuffle_labels,
     slice_attention,
     to_nifti,
+)
+from slicemri_lite.analysis._intervals import (
+    CONFORMAL_LEVELS,
+    FixedPredictions,
+    calibration_size_effect,
+    conformal_intervals,
+    coverage_table,
 )
 from slicemri_lite.analysis._markers import (
     MTL_RADIUS_MM,
@@ -65,6 +79,7 @@ from slicemri_lite.analysis._positions import (
     slice_profile_volume,
     train_frozen,
 )
+from slicemri_lite.analysis._reliability import subgroup_audit, test_retest
 from slicemri_lite.analysis._saliency_scores import (
     MASK_QUANTILE,
     SCORES,
@@ -83,6 +98,7 @@ from slicemri_lite.analysis._saliency_scores import (
     slice_mass,
     summarise_scores,
 )
+from slicemri_lite.analysis._sites import harmonise, site_probe, site_splits
 from slicemri_lite.analysis._viz import (
     SliceBrowser,
     display_slice,
@@ -95,6 +111,20 @@ from slicemri_lite.analysis._viz import (
 )
 
 __all__ = [
+    "CONFORMAL_LEVELS",
+    "FixedPredictions",
+    "RECALIBRATIONS",
+    "calibration_size_effect",
+    "calibration_summary",
+    "conformal_intervals",
+    "coverage_table",
+    "expected_calibration_error",
+    "fit_recalibration",
+    "harmonise",
+    "site_probe",
+    "site_splits",
+    "subgroup_audit",
+    "test_retest",
     "AVERAGED",
     "JOINED",
     "MASK_QUANTILE",

@@ -86,6 +86,16 @@ from slicemri_lite.experiments._tables import (
     flat_runs,
     run_labels,
 )
+from slicemri_lite.experiments._trust_data import (
+    RETEST_SUBJECTS,
+    SITES,
+    TRUST_AXIS,
+    TRUST_GRID,
+    open_retest_cohort,
+    open_site_cohort,
+    prepare_trust_data,
+    trust_feature_spec,
+)
 
 __all__ = [
     "age_only_scores",
@@ -144,6 +154,14 @@ __all__ = [
     "plot_predicted_vs_true",
     "plot_sample_efficiency",
     "prepare_grid_data",
+    "RETEST_SUBJECTS",
+    "SITES",
+    "TRUST_AXIS",
+    "TRUST_GRID",
+    "open_retest_cohort",
+    "open_site_cohort",
+    "prepare_trust_data",
+    "trust_feature_spec",
     "recipe_for",
     "recipe_for_profile",
     "roc_band",

@@ -19,6 +19,17 @@ from slicemri_lite.train._baselines import (
     downsample_volumes,
     linear_baseline,
 )
+from slicemri_lite.train._conformance import (
+    CHECKS,
+    FLOORS,
+    VERDICTS,
+    ConformanceReference,
+    cohort_conformance,
+    conformance_reference,
+    conformance_scores,
+    verdicts,
+    voxel_size_ratio,
+)
 from slicemri_lite.train._distributed import (
     Distributed,
     barrier,
@@ -140,6 +151,15 @@ __all__ = [
     "memory_budget",
     "predict",
     "predict_nifti",
+    "CHECKS",
+    "FLOORS",
+    "VERDICTS",
+    "ConformanceReference",
+    "cohort_conformance",
+    "conformance_reference",
+    "conformance_scores",
+    "verdicts",
+    "voxel_size_ratio",
     "read_contract",
     "recipes_table",
     "resolve_device",

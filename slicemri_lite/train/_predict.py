@@ -109,10 +109,13 @@ def predict(
     device: str | None = None,
     features: SliceFeatures | None = None,
     stream: bool | str = "auto",
+    rows=None,
 ) -> np.ndarray:
     """Predictions for one split: ages in years (``task="age"``) or AD probabilities (``"ad"``).
 
-    ``task=None`` uses the task the model was last fitted for (``model.task``). With
+    ``rows`` (row positions) predicts those rows instead of ``split``'s, e.g. every scan of
+    a cohort whose splits came from another. ``task=None`` uses the task the model was
+    last fitted for (``model.task``). With
     ``features`` (the cohort's frozen slice features, the ones the model was fitted on) the
     encoder does not run: the rest of the model reads the stored features. ``stream`` as
     in ``fit``: read the volumes batch by batch from the cohort instead of all at once.
@@ -120,7 +123,7 @@ def predict(
     task = model_task(model, task)
     device = resolve_device(device)
     model.to(device).eval()
-    rows = rows_of(cohort, split)
+    rows = rows_of(cohort, split) if rows is None else np.asarray(rows, dtype=int)
     if features is not None:
         check_features(model, cohort, features)
         inputs = FeatureRows(features.values, rows, device)  # batch by batch: no full copy

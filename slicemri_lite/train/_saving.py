@@ -34,6 +34,12 @@ from slicemri_lite.data._cohort import PREDICTION_COLUMN, TASKS
 from slicemri_lite.data._nifti import prepare_image
 from slicemri_lite.data._open import grid_affine
 from slicemri_lite.models._slice_set import Conv3DNet, SliceSetNet
+from slicemri_lite.train._conformance import (
+    ConformanceReference,
+    conformance_scores,
+    verdicts,
+    voxel_size_ratio,
+)
 
 __all__ = ["save_model", "load_model", "read_contract", "predict_nifti", "INTENSITIES"]
 
@@ -80,6 +86,7 @@ def save_model(
     cohort=None,
     task: str | None = None,
     intensity: str | None = None,
+    conformance: ConformanceReference | None = None,
 ) -> Path:
     """Write ``model``'s weights and usage contract to ``path`` atomically; returns the path.
 
@@ -92,6 +99,9 @@ def save_model(
         task: ``"age"`` or ``"ad"``; default ``model.task`` (set by ``fit``).
         intensity: override the normalisation read from the cohort's source, one of
             ``INTENSITIES``.
+        conformance: the reference ``predict_nifti`` judges new scans against
+            (``conformance_reference(cohort, model, features)``); without it every
+            prediction's verdict is ``"unchecked"``.
     """
     name = type(model).__name__
     if name not in _architectures() or not hasattr(model, "config"):
@@ -122,12 +132,20 @@ def save_model(
             "intensity": cohort.meta.get("intensity"),
             "n_volumes": len(cohort),
         },
+        "conformance": None if conformance is None else {
+            "checks": sorted(conformance.thresholds),
+            "thresholds": {k: list(v) for k, v in conformance.thresholds.items()},
+            "rule": "warn above the 99th percentile of validation scans, refuse three times as far from the median",
+        },
     }  # fmt: skip
     state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
     path = Path(path).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
-        torch.save({"contract": contract, "state_dict": state}, tmp)
+        payload = {"contract": contract, "state_dict": state}
+        if conformance is not None:
+            payload["conformance"] = conformance.to_payload()
+        torch.save(payload, tmp)
     return path
 
 
@@ -164,6 +182,8 @@ def load_model(path: str | os.PathLike) -> nn.Module:
     model.config = dict(contract["config"])  # as trained (pretrained or not)
     model.load_state_dict(payload["state_dict"])
     model.task, model.contract = contract["task"], contract
+    reference = payload.get("conformance")
+    model.conformance = None if reference is None else ConformanceReference.from_payload(reference)
     return model.eval()
 
 
@@ -190,7 +210,7 @@ def predict_nifti(
     batch_size: int = 4,
     device: str | None = None,
 ) -> pd.DataFrame:
-    """Prepare NIfTI files as the model's training cohort was prepared, and predict.
+    """Prepare NIfTI files as the model's training cohort was prepared, predict, and judge.
 
     Args:
         model: a model from ``load_model`` (it carries its contract), or a saved model's path.
@@ -201,7 +221,10 @@ def predict_nifti(
 
     Returns:
         The table, one row per image, plus the task's ``PREDICTION_COLUMN``:
-        ``predicted_age`` (years) or ``ad_probability``.
+        ``predicted_age`` (years) or ``ad_probability``; ``verdict`` (``ok``, ``warn``,
+        ``refuse``, or ``unchecked`` for a model saved without a conformance reference)
+        and ``reasons`` (the checks past a threshold, with their values); and one
+        ``check_<name>`` column per check's score (see ``train._conformance``).
     """
     if isinstance(model, (str, os.PathLike)):
         model = load_model(model)
@@ -223,11 +246,34 @@ def predict_nifti(
     volumes = np.stack([prepare_image(p, resolution, normalise) for p in table["path"]])
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = model.to(device).eval()
-    outputs = []
+    reference = getattr(model, "conformance", None)
+    pooled_by_slices = reference is not None and reference.features is not None
+    outputs, pooled = [], []
     with torch.no_grad():
         for start in range(0, len(volumes), batch_size):
             x = torch.from_numpy(volumes[start : start + batch_size])[:, None].to(device)
-            outputs.append(model(x)[:, 0].float().cpu())
+            if pooled_by_slices:
+                features = model.encoder_features(x)
+                pooled.append(features.mean(dim=1).float().cpu())
+                outputs.append(model.forward_features(features)[:, 0].float().cpu())
+            else:
+                outputs.append(model(x)[:, 0].float().cpu())
     out = torch.cat(outputs).numpy()
     task = contract["task"]
-    return table.assign(**{PREDICTION_COLUMN[task]: out if task == "age" else sigmoid(out)})
+    table = table.assign(**{PREDICTION_COLUMN[task]: out if task == "age" else sigmoid(out)})
+    return _judged(table, reference, volumes, torch.cat(pooled).numpy() if pooled else None)
+
+
+def _judged(table: pd.DataFrame, reference, volumes, pooled) -> pd.DataFrame:
+    """``table`` with the conformance report's ``verdict``, ``reasons`` and check columns."""
+    if reference is None:
+        return table.assign(
+            verdict="unchecked",
+            reasons="the model was saved without a conformance reference (save_model(..., conformance=...))",
+        )
+    ratios = [voxel_size_ratio(p, reference.resolution) for p in table["path"]]
+    scores = conformance_scores(reference, volumes, pooled, ratios)
+    judged = verdicts(reference, scores)
+    checks = pd.DataFrame(scores).add_prefix("check_")
+    table = table.assign(verdict=[v for v, _ in judged], reasons=[r for _, r in judged])
+    return pd.concat([table.reset_index(drop=True), checks], axis=1)

@@ -104,3 +104,19 @@ class SyntheticConfig:
     intensity_sd: float = 0.1  # global intensity scale sd
     bias_sd: float = 0.05  # bias field: sd of each low-order coefficient
     noise_sd: float = 0.03  # Gaussian noise, in template T1 units (white matter ~0.87)
+    # Sites (Chapter 9), off by default: with n_sites = 1 nothing below acts. With more,
+    # participant i is scanned at site i % n_sites (so age, sex and diagnosis do not differ
+    # between sites); site 0 is the reference scanner, and every other site k is a scanner
+    # drawn once from default_rng([SITE_SEED, k]), the same scanner in every cohort. What
+    # differs between scanners is what multi-site studies report between vendors, field
+    # strengths and sequences (Jovicich et al. 2006, NeuroImage 30:436; Han et al. 2006,
+    # NeuroImage 32:180): tissue contrast, the
+    # receive coil's intensity non-uniformity, noise, and effective resolution. No study
+    # gives these four as numbers in this image model, so every size is an assumption,
+    # set once before any model was run on a multi-site cohort:
+    n_sites: int = 1
+    site_gamma_sd: float = 0.15  # intensity curve v ** gamma after normalisation, log-sd
+    site_contrast_sd: float = 0.05  # grey-white contrast shift (white matter ~1), sd
+    site_bias_sd: float = 0.1  # a fixed low-order bias field per scanner: coefficient sd
+    site_noise_log_sd: float = 0.5  # noise level x exp(N(0, 0.5)): SNR 1.6x higher or lower
+    site_fwhm_max_mm: float = 3.0  # extra blur, FWHM uniform in [0, 3] mm (resolution)

@@ -61,7 +61,13 @@ from slicemri_lite.data.synthetic._ageing import (
     typical_participant,
 )
 from slicemri_lite.data.synthetic._config import SyntheticConfig
-from slicemri_lite.data.synthetic._render import draw_scan, identity_scan, random_warp, renderer
+from slicemri_lite.data.synthetic._render import (
+    draw_scan,
+    draw_site,
+    identity_scan,
+    random_warp,
+    renderer,
+)
 
 __all__ = [
     "SyntheticConfig",
@@ -165,7 +171,9 @@ def render_participant(
     row = cohort.table.iloc[int(index)]
     i, scan_number = int(row["participant_id"].split("-")[1]) - 1, int(row.get("session", 1))
     p = _participant(int(generator["seed"]), i, cfg)
-    scan = draw_scan(np.random.default_rng([generator["seed"], i, scan_number]), p.head_scale, cfg)
+    site = draw_site(i % int(cfg.n_sites), cfg)
+    rng = np.random.default_rng([generator["seed"], i, scan_number])
+    scan = draw_scan(rng, p.head_scale, cfg, site)
     if not noise:
         scan.noise_sd = 0.0
     kept = tuple(e for e in EFFECTS if e not in without)
@@ -237,12 +245,16 @@ def _generate(n_subjects, seed, resolution, scans_per_subject, dtype, cfg, progr
     render = renderer(resolution).render
     volumes = np.empty((n_subjects * scans_per_subject, *renderer(resolution).shape), dtype=dtype)
     rows, jobs = [], []
+    sites = [draw_site(k, cfg) for k in range(int(cfg.n_sites))]
     for i in range(n_subjects):
         p = _participant(seed, i, cfg)
+        site = sites[i % len(sites)]
         for s in range(scans_per_subject):
-            scan = draw_scan(np.random.default_rng([seed, i, s + 1]), p.head_scale, cfg)
+            rng = np.random.default_rng([seed, i, s + 1])
+            scan = draw_scan(rng, p.head_scale, cfg, site)
             jobs.append((len(rows), p, scan))
-            rows.append({"participant_id": f"sub-{i + 1:04d}", "session": s + 1, **_row(p)})
+            row = {"participant_id": f"sub-{i + 1:04d}", "session": s + 1, **_row(p)}
+            rows.append(row | ({"site": f"site-{site.index}"} if len(sites) > 1 else {}))
 
     def work(job) -> None:
         index, p, scan = job

@@ -33,7 +33,10 @@ from slicemri_lite.data.synthetic._anatomy import (
 )
 
 __all__ = [
+    "SITE_SEED",
     "Scan",
+    "Site",
+    "draw_site",
     "WARP_SHAPE",
     "draw_scan",
     "identity_scan",
@@ -55,6 +58,46 @@ class Scan:
     intensity: float
     noise_sd: float
     noise_seed: int
+    # the scanner's own (``Site``); a reference-site scan keeps these defaults
+    gamma: float = 1.0
+    contrast_shift: float = 0.0
+    fwhm_mm: float = 0.0
+
+
+SITE_SEED = 20_230_301  # scanner k is drawn from default_rng([SITE_SEED, k]) in every cohort
+
+
+@dataclass(frozen=True)
+class Site:
+    """One scanner's systematic differences from the reference scanner (site 0).
+
+    ``bias``: ``(9,)`` coefficients added to every scan's log bias field; ``noise_factor``
+    multiplies the noise sd; ``gamma``, ``contrast_shift`` and ``fwhm_mm`` as in ``Scan``.
+    """
+
+    index: int
+    gamma: float = 1.0
+    contrast_shift: float = 0.0
+    bias: tuple[float, ...] = (0.0,) * 9
+    noise_factor: float = 1.0
+    fwhm_mm: float = 0.0
+
+
+def draw_site(index: int, cfg) -> Site:
+    """Scanner ``index``: site 0 is the reference; others are drawn from ``cfg``'s site sizes."""
+    if int(index) < 0:
+        raise ValueError(f"a site index must be 0 or more; {index!r} was provided.")
+    if int(index) == 0:
+        return Site(0)
+    rng = np.random.default_rng([SITE_SEED, int(index)])
+    return Site(
+        index=int(index),
+        gamma=float(np.exp(cfg.site_gamma_sd * rng.standard_normal())),
+        contrast_shift=float(cfg.site_contrast_sd * rng.standard_normal()),
+        bias=tuple(float(b) for b in cfg.site_bias_sd * rng.standard_normal(9)),
+        noise_factor=float(np.exp(cfg.site_noise_log_sd * rng.standard_normal())),
+        fwhm_mm=float(cfg.site_fwhm_max_mm * rng.uniform()),
+    )
 
 
 def random_warp(rng, deformation_mm: float, fine_deformation_mm: float) -> np.ndarray:
@@ -77,18 +120,27 @@ def _rotation(angles_rad: np.ndarray) -> np.ndarray:
     )
 
 
-def draw_scan(rng, head_scale: float, cfg) -> Scan:
-    """Draw one scan's nuisance (``cfg``: a ``SyntheticConfig``)."""
+def draw_scan(rng, head_scale: float, cfg, site: Site | None = None) -> Scan:
+    """Draw one scan's nuisance (``cfg``: a ``SyntheticConfig``) on ``site``'s scanner.
+
+    The site adds nothing to ``rng``'s draws: a reference-site scan is the same scan.
+    """
     forward = np.eye(4)  # participant mm -> grid mm: x = R (s y) + t
     forward[:3, :3] = _rotation(np.deg2rad(cfg.rotation_deg) * rng.standard_normal(3)) * head_scale
     forward[:3, 3] = cfg.translation_mm * rng.standard_normal(3)
-    return Scan(
+    scan = Scan(
         to_anatomy=np.linalg.inv(forward),
         bias=cfg.bias_sd * rng.standard_normal(9),
         intensity=float(1.0 + cfg.intensity_sd * rng.standard_normal()),
         noise_sd=cfg.noise_sd,
         noise_seed=int(rng.integers(2**32)),
     )
+    if site is not None and site.index != 0:
+        scan.bias = scan.bias + np.asarray(site.bias)
+        scan.noise_sd = scan.noise_sd * site.noise_factor
+        scan.gamma, scan.contrast_shift = site.gamma, site.contrast_shift
+        scan.fwhm_mm = site.fwhm_mm
+    return scan
 
 
 def _tissue_lost(log_volume: float) -> float:
@@ -115,6 +167,7 @@ class Renderer:
 
     def __init__(self, resolution: int):
         self.shape = grid_shape(resolution)
+        self.resolution = resolution
         self.template: Template = load_template(1 if resolution == 2 else 2)
         outside_mm = ndi.distance_transform_edt(~grid_brain_mask(resolution)) * resolution
         region = outside_mm <= _MARGIN_MM
@@ -169,7 +222,7 @@ class Renderer:
             t1
             - m.thinning_mm * pial
             - m.ad_thinning_mm * tp_pial
-            + m.contrast * grey_to_white
+            + (m.contrast + scan.contrast_shift) * grey_to_white
             - _tissue_lost(m.hippocampus_log) * hippocampus
             - _tissue_lost(m.amygdala_entorhinal_log) * amygdala_entorhinal
         )
@@ -184,10 +237,22 @@ class Renderer:
                 f"a synthetic brain reached the edge of the computed region; raise _MARGIN_MM ({_MARGIN_MM})."
             )
         image = image * mask.clamp(0, 1)  # skull-stripped: background is 0
+        if scan.fwhm_mm > 0:  # the scanner's effective resolution
+            image = self._blur(image, scan.fwhm_mm)
         image = image / white_matter_level(image[mask > 0.5])
+        if scan.gamma != 1.0:  # the scanner's intensity curve (white matter stays ~1)
+            image = image.clamp(min=0) ** scan.gamma
         volume = torch.zeros(int(np.prod(self.shape)))
         volume[self.region] = image
         return volume.view(self.shape).numpy()
+
+    def _blur(self, image: torch.Tensor, fwhm_mm: float) -> torch.Tensor:
+        """Gaussian blur of FWHM ``fwhm_mm`` over the grid, ``(P,)`` -> ``(P,)``."""
+        volume = np.zeros(int(np.prod(self.shape)), dtype=np.float32)
+        volume[self.region.numpy()] = image.numpy()
+        sigma = fwhm_mm / (2 * np.sqrt(2 * np.log(2))) / self.resolution
+        blurred = ndi.gaussian_filter(volume.reshape(self.shape), sigma, mode="constant")
+        return torch.from_numpy(blurred.ravel()[self.region.numpy()])
 
 
 @functools.lru_cache(maxsize=2)
