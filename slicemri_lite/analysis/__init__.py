@@ -40,7 +40,6 @@ from slicemri_lite.analysis._interpret import (
 )
 from slicemri_lite.analysis._intervals import (
     CONFORMAL_LEVELS,
-    FixedPredictions,
     calibration_size_effect,
     conformal_intervals,
     coverage_table,
@@ -112,7 +111,6 @@ from slicemri_lite.analysis._viz import (
 
 __all__ = [
     "CONFORMAL_LEVELS",
-    "FixedPredictions",
     "RECALIBRATIONS",
     "calibration_size_effect",
     "calibration_summary",

@@ -45,7 +45,8 @@ def _probabilities(p) -> np.ndarray:
 
 
 def expected_calibration_error(y, probability, bins: int = 10) -> float:
-    """ECE over ``bins`` equal-width probability bins: sum of share x |observed - mean p|."""
+    """ECE over ``bins`` equal-width probability bins: the bins' shares times the absolute
+    gap between the share of AD and the mean probability in each, summed."""
     y, p = _binary(y), _probabilities(probability)
     which = np.minimum((p * bins).astype(int), bins - 1)
     total = 0.0

@@ -5,7 +5,7 @@ A split-conformal interval needs only the model's predictions: on a calibration 
 gets ``[prediction - q, prediction + q]``. If calibration and new participants are
 exchangeable, the interval holds the true age for at least the nominal share of them
 (marginal coverage); nothing promises it in every subgroup. MAPIE computes it; the
-model's predictions reach MAPIE through ``FixedPredictions``, a regressor that returns
+model's predictions reach MAPIE through a regressor that returns
 what it is given, so the book's torch models need no scikit-learn wrapper.
 """
 
@@ -17,7 +17,6 @@ from sklearn.base import BaseEstimator, RegressorMixin
 
 __all__ = [
     "CONFORMAL_LEVELS",
-    "FixedPredictions",
     "calibration_size_effect",
     "conformal_intervals",
     "coverage_table",
@@ -26,7 +25,7 @@ __all__ = [
 CONFORMAL_LEVELS = (0.8, 0.9, 0.95)
 
 
-class FixedPredictions(RegressorMixin, BaseEstimator):
+class _FixedPredictions(RegressorMixin, BaseEstimator):
     """A "regressor" whose input is already the prediction: ``(n, 1)`` -> ``(n,)``.
 
     It lets MAPIE conformalise predictions made elsewhere (a torch model, a kept run).
@@ -85,7 +84,7 @@ def conformal_intervals(
     if len(new_p) == 0:  # nothing to put an interval around
         return {level: np.zeros((0, 2)) for level in levels}
     regressor = SplitConformalRegressor(
-        FixedPredictions().fit(cal_p[:1, None]), confidence_level=levels, prefit=True
+        _FixedPredictions().fit(cal_p[:1, None]), confidence_level=levels, prefit=True
     )
     regressor.conformalize(cal_p[:, None], cal_y)
     _, bounds = regressor.predict_interval(new_p[:, None])  # (n, 2, len(levels))
