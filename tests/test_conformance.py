@@ -115,6 +115,20 @@ def test_coarse_voxels_warn_by_the_header(saved, tmp_path):
     assert "voxel_size 2 > warn 1.5" in found.loc[0, "reasons"]
 
 
+def test_a_tilted_image_is_refused_by_its_header(saved, tmp_path):
+    """Axes tilted 20 degrees from the world's: an image still in the scanner's space."""
+    from nibabel.affines import from_matvec
+
+    c, s = np.cos(np.radians(20)), np.sin(np.radians(20))
+    tilt = from_matvec(np.array([[1, 0, 0], [0, c, -s], [0, s, c]]))
+    volume = _cohort().volumes[_ok_row()]
+    found = predict_nifti(
+        saved, [_nifti(volume, tmp_path / "tilted.nii.gz", tilt @ _cohort().affine)]
+    )
+    assert found.loc[0, "check_obliquity"] == pytest.approx(20, abs=0.5)
+    assert found.loc[0, "verdict"] == "refuse" and "obliquity" in found.loc[0, "reasons"]
+
+
 def test_the_reference_travels_with_the_model(saved):
     model, reference = _model_and_reference()
     loaded = load_model(saved)

@@ -370,14 +370,18 @@ def prepare_grid_data(
     specs = {r.feature_spec(seed) for r in runs if r.config.needs_features}
     specs |= {FeatureSpec(prof.encoder, axis=axis, seed=seed, mask="brain")
               for axis in GRIDS[name].brain_only_axes}  # fmt: skip
-    done = []
-    for spec in sorted(specs, key=lambda s: s.name):
-        try:
-            slice_features(cohort, spec, device=prof.device)
-            done.append(f"{name}: {spec.name} ready")
-        except OfflineWeightsError as error:
-            done.append(f"{name}: {spec.name} skipped ({str(error).splitlines()[0]})")
-    return done
+    return [prepare_features(cohort, spec, prof.device, name)
+            for spec in sorted(specs, key=lambda s: s.name)]  # fmt: skip
+
+
+def prepare_features(cohort, spec: FeatureSpec, device: str, label: str) -> str:
+    """Compute (or find cached) one feature array of ``cohort``; a line saying that it is
+    ready, or why it was skipped (ImageNet weights that cannot be had offline)."""
+    try:
+        slice_features(cohort, spec, device=device)
+        return f"{label}: {spec.name} ready"
+    except OfflineWeightsError as error:
+        return f"{label}: {spec.name} skipped ({str(error).splitlines()[0]})"
 
 
 def run_grid(

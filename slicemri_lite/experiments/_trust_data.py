@@ -20,9 +20,8 @@ import numpy as np
 from slicemri_lite.data import Cohort, open_cohort
 from slicemri_lite.experiments._grids import GRIDS, grid_cohort_size
 from slicemri_lite.experiments._profiles import Profile, as_profile
-from slicemri_lite.experiments._runner import open_grid_cohort
-from slicemri_lite.models import OfflineWeightsError
-from slicemri_lite.train import FeatureSpec, slice_features
+from slicemri_lite.experiments._runner import open_grid_cohort, prepare_features
+from slicemri_lite.train import FeatureSpec
 
 __all__ = [
     "RETEST_SUBJECTS",
@@ -112,9 +111,5 @@ def prepare_trust_data(profile: Profile | str = "cpu", seed: int = 0) -> list[st
     spec, done = trust_feature_spec(profile, seed), []
     for name, opener in (("retest", open_retest_cohort), ("sites", open_site_cohort)):
         cohort = opener(profile, seed)
-        try:
-            slice_features(cohort, spec, device=profile.device)
-            done.append(f"chapter 9 {name}: {len(cohort)} scans, {spec.name} ready")
-        except OfflineWeightsError as error:
-            done.append(f"chapter 9 {name}: {spec.name} skipped ({str(error).splitlines()[0]})")
+        done.append(prepare_features(cohort, spec, profile.device, f"chapter 9 {name}"))
     return done

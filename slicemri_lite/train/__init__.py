@@ -27,8 +27,8 @@ from slicemri_lite.train._conformance import (
     cohort_conformance,
     conformance_reference,
     conformance_scores,
+    header_checks,
     verdicts,
-    voxel_size_ratio,
 )
 from slicemri_lite.train._distributed import (
     Distributed,
@@ -159,7 +159,7 @@ __all__ = [
     "conformance_reference",
     "conformance_scores",
     "verdicts",
-    "voxel_size_ratio",
+    "header_checks",
     "read_contract",
     "recipes_table",
     "resolve_device",

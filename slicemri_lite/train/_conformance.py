@@ -1,11 +1,14 @@
 """Is a new scan like the training scans? A conformance report for ``predict_nifti``.
 
 A model answers for any input, so it must be told when not to be trusted. Every scan
-``predict_nifti`` prepares is measured six ways; each measure is oriented so that larger
+``predict_nifti`` prepares is measured seven ways; each measure is oriented so that larger
 is less like the training scans:
 
 - ``voxel_size``: the image's largest voxel edge over the grid's (read from its header;
   coarser images lose detail the model was trained with); warn above 1.5, refuse above 3;
+- ``obliquity``: how far (degrees) the image's axes are tilted from the world axes (read
+  from its header): an image registered to MNI space has axes along the world's, so a
+  tilted one is likely still in the scanner's space; warn above 1, refuse above 10;
 - ``missing_brain``: the share of the grid's brain mask the scan leaves empty (a field
   of view that cuts off part of the brain, or a scan not registered to MNI space);
 - ``outside_brain``: the share of the scan's intensity outside the (dilated) brain mask
@@ -18,7 +21,7 @@ is less like the training scans:
   scans' (mean distance to the 5 nearest, in units of the features' root mean
   variance): anything the other checks miss but the model sees (slice models only).
 
-Except for ``voxel_size``, thresholds come from the validation split (scans the model
+Except for the two read from the header, thresholds come from the validation split (scans the model
 never trained on, measured against the training split): ``warn`` above the 99th
 percentile of validation scores, ``refuse`` three times as far from the median. Where
 the validation scans hardly vary (skull-stripped scans have almost nothing outside the
@@ -51,11 +54,12 @@ __all__ = [
     "cohort_conformance",
     "conformance_scores",
     "verdicts",
-    "voxel_size_ratio",
+    "header_checks",
 ]
 
 CHECKS = (
     "voxel_size",
+    "obliquity",
     "missing_brain",
     "outside_brain",
     "misregistration",
@@ -64,6 +68,7 @@ CHECKS = (
 )
 VERDICTS = ("ok", "warn", "refuse")
 VOXEL_SIZE_LIMITS = (1.5, 3.0)  # largest voxel edge / grid resolution: warn, refuse
+OBLIQUITY_LIMITS = (1.0, 10.0)  # degrees between the image's axes and the world's
 QUANTILES = np.linspace(0.01, 0.99, 99)
 NEIGHBOURS = 5
 # the least a check warns at (and three times that to refuse), whatever the validation scans
@@ -71,12 +76,17 @@ FLOORS = {"outside_brain": 0.01, "missing_brain": 0.02}
 _DILATE_MM = 8  # brain mask margin for outside_brain and the registration check
 
 
-def voxel_size_ratio(path, resolution: int) -> float:
-    """The image's largest voxel edge (mm, from its header) over the grid's ``resolution``."""
+def header_checks(path, resolution: int) -> dict[str, float]:
+    """The checks read from a NIfTI file's header: ``voxel_size`` (its largest voxel edge
+    over the grid's ``resolution``) and ``obliquity`` (the largest tilt of its axes from
+    the world's, in degrees)."""
     import nibabel as nib
+    from nibabel.affines import obliquity
 
-    zooms = nib.load(path).header.get_zooms()[:3]
-    return float(max(zooms)) / float(resolution)
+    img = nib.load(path)
+    zooms = img.header.get_zooms()[:3]
+    tilt = np.degrees(np.abs(obliquity(img.affine))).max()
+    return {"voxel_size": float(max(zooms)) / float(resolution), "obliquity": float(tilt)}
 
 
 def _masks(resolution: int) -> tuple[np.ndarray, np.ndarray]:
@@ -262,19 +272,17 @@ def conformance_reference(cohort, model=None, features=None) -> ConformanceRefer
     reference.thresholds = {c: _threshold([s[c] for s in scores], FLOORS.get(c, 0.0))
                             for c in scores[0]}  # fmt: skip
     reference.thresholds["voxel_size"] = VOXEL_SIZE_LIMITS
+    reference.thresholds["obliquity"] = OBLIQUITY_LIMITS
     return reference
 
 
 def conformance_scores(
-    reference: ConformanceReference, volumes, pooled=None, voxel_ratios=None
+    reference: ConformanceReference, volumes, pooled=None, headers=None
 ) -> list[dict]:
-    """Every check's score per scan (``voxel_ratios``: from ``voxel_size_ratio``, if known)."""
+    """Every check's score per scan; ``headers``: each file's ``header_checks``, if known."""
     scores = reference.scores(volumes, pooled)
-    for row, ratio in zip(
-        scores, voxel_ratios if voxel_ratios is not None else [None] * len(scores), strict=True
-    ):
-        if ratio is not None:
-            row["voxel_size"] = float(ratio)
+    for row, header in zip(scores, headers or [{}] * len(scores), strict=True):
+        row.update(header)
     return scores
 
 

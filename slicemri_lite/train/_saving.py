@@ -37,8 +37,8 @@ from slicemri_lite.models._slice_set import Conv3DNet, SliceSetNet
 from slicemri_lite.train._conformance import (
     ConformanceReference,
     conformance_scores,
+    header_checks,
     verdicts,
-    voxel_size_ratio,
 )
 
 __all__ = ["save_model", "load_model", "read_contract", "predict_nifti", "INTENSITIES"]
@@ -271,8 +271,8 @@ def _judged(table: pd.DataFrame, reference, volumes, pooled) -> pd.DataFrame:
             verdict="unchecked",
             reasons="the model was saved without a conformance reference (save_model(..., conformance=...))",
         )
-    ratios = [voxel_size_ratio(p, reference.resolution) for p in table["path"]]
-    scores = conformance_scores(reference, volumes, pooled, ratios)
+    headers = [header_checks(p, reference.resolution) for p in table["path"]]
+    scores = conformance_scores(reference, volumes, pooled, headers)
     judged = verdicts(reference, scores)
     checks = pd.DataFrame(scores).add_prefix("check_")
     table = table.assign(verdict=[v for v, _ in judged], reasons=[r for _, r in judged])
