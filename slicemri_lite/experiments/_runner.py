@@ -333,6 +333,23 @@ class Experiment:
             write_csv_atomic(self.predictions, self.out / "predictions.csv")
 
 
+def grid_cohort_arguments(
+    name: str, profile: Profile | str, data: str = "synthetic", resolution: int | None = None
+) -> tuple[dict, dict]:
+    """``open_cohort``'s keyword arguments for a grid's cohort at a profile (its size, grid
+    and, for synthetic data, generator settings), and the ``resplit`` fractions."""
+    grid = GRIDS[check_choice("grid", name, GRIDS)]
+    size = grid_cohort_size(name, profile) | ({"resolution": resolution} if resolution else {})
+    if data == "synthetic":
+        size["n_subjects"] = max(size["n_subjects"], grid.min_subjects)
+    splits = {k: size.pop(k) for k in ("val", "test") if k in size}
+    config = (
+        {"synthetic_config": size.pop("synthetic_config")} if "synthetic_config" in size else {}
+    )
+    options = {**grid.cohort_options, **config} if data == "synthetic" else {}
+    return {**size, **options}, splits
+
+
 def open_grid_cohort(
     name: str,
     profile: Profile | str,
@@ -343,16 +360,8 @@ def open_grid_cohort(
     """The cohort a grid runs on at a profile (``Grid.cohort_options`` adds, e.g., AD
     enrichment to the profile's size and grid). ``resolution`` (mm) gives the same
     participants and splits on another grid."""
-    grid = GRIDS[check_choice("grid", name, GRIDS)]
-    size = grid_cohort_size(name, profile) | ({"resolution": resolution} if resolution else {})
-    if data == "synthetic":
-        size["n_subjects"] = max(size["n_subjects"], grid.min_subjects)
-    splits = {k: size.pop(k) for k in ("val", "test") if k in size}
-    config = (
-        {"synthetic_config": size.pop("synthetic_config")} if "synthetic_config" in size else {}
-    )
-    options = {**grid.cohort_options, **config} if data == "synthetic" else {}
-    cohort = open_cohort(data, seed=seed, progress=False, **size, **options)
+    arguments, splits = grid_cohort_arguments(name, profile, data, resolution)
+    cohort = open_cohort(data, seed=seed, progress=False, **arguments)
     return cohort.resplit(**splits, seed=seed) if splits else cohort
 
 

@@ -18,9 +18,12 @@ from __future__ import annotations
 import numpy as np
 
 from slicemri_lite.data import Cohort, open_cohort
-from slicemri_lite.experiments._grids import GRIDS, grid_cohort_size
 from slicemri_lite.experiments._profiles import Profile, as_profile
-from slicemri_lite.experiments._runner import open_grid_cohort, prepare_features
+from slicemri_lite.experiments._runner import (
+    grid_cohort_arguments,
+    open_grid_cohort,
+    prepare_features,
+)
 from slicemri_lite.train import FeatureSpec
 
 __all__ = [
@@ -45,9 +48,11 @@ SITE_SEED_OFFSET = 1000  # the site cohort's participants are not the book's
 
 def _book_size(profile: Profile) -> dict:
     """The chapter cohort's grid and generator settings, as ``open_grid_cohort`` opens it."""
-    grid, size = GRIDS[TRUST_GRID], grid_cohort_size(TRUST_GRID, profile)
-    config = size.get("synthetic_config", grid.cohort_options.get("synthetic_config", {}))
-    return {"resolution": size["resolution"], "config": dict(config)}
+    arguments, _ = grid_cohort_arguments(TRUST_GRID, profile)
+    return {
+        "resolution": arguments["resolution"],
+        "config": dict(arguments.get("synthetic_config") or {}),
+    }
 
 
 def open_retest_cohort(profile: Profile | str, seed: int = 0) -> Cohort:
@@ -72,7 +77,12 @@ def open_retest_cohort(profile: Profile | str, seed: int = 0) -> Cohort:
 
 
 def open_site_cohort(profile: Profile | str, seed: int = 0) -> Cohort:
-    """New participants over ``SITES[profile]`` scanners, split 50 / 10 / 40 within each site."""
+    """New participants over ``SITES[profile]`` scanners, split 50 / 10 / 40 within each site.
+
+    The generator numbers participants from ``sub-0001`` in every cohort: this cohort's
+    ``sub-0001`` is not the book cohort's (another seed draws other people). Join the two
+    cohorts' tables on a cohort column as well, never on ``participant_id`` alone.
+    """
     profile = as_profile(profile)
     n_sites, n_subjects = SITES[profile.name]
     size = _book_size(profile)
