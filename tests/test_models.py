@@ -253,3 +253,19 @@ def test_slice_gains_read_the_joint_norms_per_slice_weights():
                               volume_shape=(4, 18, 18))  # fmt: skip
     with pytest.raises(ValueError, match="slice_gains needs norm='joint'"):
         plain.slice_gains()
+
+
+def test_inference_passes_at_most_slice_batch_slices_through_the_encoder():
+    """No gradient, eval mode: the encoder sees bounded chunks and the outputs do not change."""
+    from slicemri_lite.models._slice_set import SLICE_BATCH
+
+    model, x = _net(encoder="resnet18", axis="sagittal"), _volumes(b=8)  # 8 x 18 slices
+    seen = []
+    model.encoder.register_forward_hook(lambda _m, inputs, _o: seen.append(len(inputs[0])))
+    whole = model(x).detach()  # gradient on: one pass
+    assert seen == [8 * SHAPE[0]] and seen[0] > SLICE_BATCH
+    seen.clear()
+    with torch.no_grad():
+        chunked = model(x)
+    assert max(seen) <= SLICE_BATCH and sum(seen) == 8 * SHAPE[0]
+    assert torch.allclose(chunked, whole, atol=1e-5)

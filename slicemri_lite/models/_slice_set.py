@@ -38,6 +38,10 @@ from slicemri_lite.models._heads import TargetScaled
 from slicemri_lite.models._paper_checkpoint import load_paper_state_dict
 from slicemri_lite.models._pooling import AttentionPool, PooledAttention
 
+# Slices through a frozen encoder at once in inference: bounds the activations' memory
+# (at 2 mm, 8 volumes are 728 sagittal slices, over a gigabyte of activations in one pass).
+SLICE_BATCH = 64
+
 __all__ = [
     "SliceSetNet",
     "ENCODERS",
@@ -345,8 +349,17 @@ class SliceSetNet(TargetScaled):
         return slices.contiguous(memory_format=fmt)
 
     def encoder_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Raw encoder outputs ``(B, S, E)`` for ``(B, 1, X, Y, Z)`` volumes."""
-        features = self.encoder(self.to_slices(x))  # (B*S, E)
+        """Raw encoder outputs ``(B, S, E)`` for ``(B, 1, X, Y, Z)`` volumes.
+
+        In inference (encoder in eval mode, no gradient) the slices go through the encoder
+        ``SLICE_BATCH`` at a time, so memory stays bounded whatever the batch and grid; in
+        eval mode each slice's features do not depend on the others in its pass.
+        """
+        slices = self.to_slices(x)  # (B*S, 1, H, W)
+        if torch.is_grad_enabled() or self.encoder.training or len(slices) <= SLICE_BATCH:
+            features = self.encoder(slices)  # (B*S, E)
+        else:
+            features = torch.cat([self.encoder(part) for part in slices.split(SLICE_BATCH)])
         return features.reshape(x.shape[0], self.n_slices, -1)
 
     def encode_slices(self, x: torch.Tensor) -> torch.Tensor:

@@ -37,7 +37,7 @@ from slicemri_lite._core.geometry import AXES, grid_brain_mask, voxel_size
 from slicemri_lite._core.validation import check_choice
 from slicemri_lite.data._cohort import Cohort, read_rows, sha256_file
 from slicemri_lite.data._layout import FEATURES_VERSION
-from slicemri_lite.models._slice_set import SliceSetNet
+from slicemri_lite.models._slice_set import SLICE_BATCH, SliceSetNet
 
 __all__ = [
     "FeatureSpec",
@@ -189,11 +189,6 @@ def feature_standardisation(
     mean, std = flat.mean(dim=0), flat.std(dim=0, correction=0)
     std = torch.where(std < eps, torch.ones_like(std), std)
     return mean.float(), std.float()
-
-
-# Slices through the encoder at once when encoding: bounds the activations' memory (at
-# 2 mm, 8 volumes are 728 sagittal slices, over a gigabyte of activations in one pass).
-SLICE_BATCH = 64
 
 
 @torch.no_grad()
