@@ -129,3 +129,14 @@ def test_encoding_in_slice_batches_gives_the_same_features():
             torch.from_numpy(np.asarray(cohort.volumes, np.float32))[:, None]
         )
     np.testing.assert_allclose(whole, direct.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_a_progress_bar_shows_only_while_the_encoder_runs(cached_cohort, capsys):
+    feat.clear_memory_cache()
+    slice_features(cached_cohort, SPEC, batch_size=4, progress=True)
+    bar = capsys.readouterr().err
+    assert f"encoding {SPEC.name}" in bar and "12/12" in bar and "volume" in bar
+    feat.clear_memory_cache()  # served from the disk cache: no encoder, no bar
+    slice_features(cached_cohort, SPEC, batch_size=4, progress=True)
+    assert capsys.readouterr().err == ""
+    feat.clear_memory_cache()

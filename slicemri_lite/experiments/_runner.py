@@ -298,7 +298,9 @@ class Experiment:
             return None
         if features is None:
             spec = run.feature_spec(self.seed)
-            features = slice_features(self.cohort, spec, device=self.profile.device)
+            features = slice_features(
+                self.cohort, spec, device=self.profile.device, progress=self.progress
+            )
         return features.subset(rows)
 
     def _slice_chunk(self, config: ModelConfig, cohort: Cohort) -> int | None:
@@ -387,7 +389,7 @@ def prepare_features(cohort, spec: FeatureSpec, device: str, label: str) -> str:
     """Compute (or find cached) one feature array of ``cohort``; a line saying that it is
     ready, or why it was skipped (ImageNet weights that cannot be had offline)."""
     try:
-        slice_features(cohort, spec, device=device)
+        slice_features(cohort, spec, device=device, progress=True)
         return f"{label}: {spec.name} ready"
     except OfflineWeightsError as error:
         return f"{label}: {spec.name} skipped ({str(error).splitlines()[0]})"

@@ -100,8 +100,10 @@ def _frozen_inputs(model, cohort, features, train_rows, val_rows, batch_size, de
         model.encoder.load_state_dict(features.encoder.state_dict())
         train_values, val_values = features.values[train_rows], features.values[val_rows]
     mean, std = feature_standardisation(torch.from_numpy(train_values))
-    scaled = [ResidentVolumes(torch.from_numpy((v - mean.numpy()) / std.numpy()).to(device))
-              for v in (train_values, val_values)]  # fmt: skip
+    scaled = []
+    for values in (train_values, val_values):  # copies of their rows: scaled in place
+        tensor = torch.from_numpy(np.require(values, np.float32, ["C", "W"]))
+        scaled.append(ResidentVolumes(tensor.sub_(mean).div_(std).to(device)))
     return *scaled, (mean, std)
 
 
