@@ -213,6 +213,23 @@ def test_timings_are_read_from_the_results_table(tmp_path):
     assert "`cpu`: not yet measured" in run_time_sentence("01", times)
 
 
+def test_a_chapters_time_from_an_empty_data_directory_is_said_where_measured(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    from timings import cold_start_times, measured_times, run_time_sentence
+
+    (tmp_path / "timings_cpu.md").write_text(
+        "| Chapter 2 at `cpu` | 20 s | x |\n"
+        "| Chapter 2 at `cpu`, empty data directory | 4 min 2 s | y |\n"
+    )
+    times, cold = measured_times(tmp_path), cold_start_times(tmp_path)
+    assert cold == {"02": "4 min 2 s"} and times["cpu"] == {"02": "20 s"}
+    sentence = run_time_sentence("02", times, cold)
+    assert sentence.startswith("20 s at `cpu` (2 CPU cores, as on Binder; 4 min 2 s from an")
+    assert "empty data directory" not in run_time_sentence("03", times, cold)
+
+
 def test_install_cell_is_pinned_to_the_build_commit(monkeypatch):
     import sys
 

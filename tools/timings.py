@@ -3,7 +3,9 @@
 ``python tools/timings.py --write`` fills the block between the ``# BEGIN timings``
 and ``# END timings`` lines of ``_config.yml`` with MyST substitutions:
 
-- ``run_time_NN``: one sentence per chapter, used in the chapter's opening;
+- ``run_time_NN``: one sentence per chapter, used in the chapter's opening (with the
+  time from an empty data directory where a row such as
+  ``| Chapter 4 at `cpu`, empty data directory | 9 min 56 s | ... |`` gives it);
 - ``timings_table``: the table on the Timings page.
 
 ``--check`` exits with status 1 when the block is out of step with the results.
@@ -28,6 +30,9 @@ NOT_MEASURED = "not yet measured"
 BEGIN = "  # BEGIN timings"
 END = "  # END timings"
 _ROW = re.compile(r"^\|\s*Chapter\s+(\d+)\s+at\s+`(\w+)`\s*\|\s*([^|]+?)\s*\|")
+_COLD_ROW = re.compile(
+    r"^\|\s*Chapter\s+(\d+)\s+at\s+`cpu`,\s*empty data directory\s*\|\s*([^|]+?)\s*\|"
+)
 
 
 def measured_times(results: Path = ROOT / "results") -> dict[str, dict[str, str]]:
@@ -42,6 +47,14 @@ def measured_times(results: Path = ROOT / "results") -> dict[str, dict[str, str]
     return times
 
 
+def cold_start_times(results: Path = ROOT / "results") -> dict[str, str]:
+    """``{"04": "9 min 56 s", ...}``: each chapter at `cpu` from an empty data directory."""
+    path = results / "timings_cpu.md"
+    lines = path.read_text().splitlines() if path.is_file() else []
+    matches = (_COLD_ROW.match(line) for line in lines)
+    return {f"{int(m.group(1)):02d}": m.group(2) for m in matches if m}
+
+
 def chapter_titles(book: Path = ROOT / "book") -> dict[str, str]:
     """``{"01": "Looking at brain MRI", ...}`` from each chapter's first heading."""
     titles = {}
@@ -51,12 +64,17 @@ def chapter_titles(book: Path = ROOT / "book") -> dict[str, str]:
     return titles
 
 
-def run_time_sentence(number: str, times: dict[str, dict[str, str]]) -> str:
+def run_time_sentence(
+    number: str, times: dict[str, dict[str, str]], cold: dict[str, str] | None = None
+) -> str:
     """The run-time sentence of chapter ``number`` (``"01"``), as Markdown."""
     cpu = times["cpu"].get(number, NOT_MEASURED)
     gpu = times["gpu"].get(number, NOT_MEASURED)
     cpu = f"{cpu} at `cpu`" if cpu != NOT_MEASURED else f"`cpu`: {cpu}"
-    return f"{cpu} (2 CPU cores, as on Binder); GPU: {gpu}. See [Timings](timings.md)."
+    where = "2 CPU cores, as on Binder"
+    if (cold or {}).get(number):
+        where += f"; {cold[number]} from an empty data directory, which first builds the data"
+    return f"{cpu} ({where}); GPU: {gpu}. See [Timings](timings.md)."
 
 
 def timings_table(titles: dict[str, str], times: dict[str, dict[str, str]]) -> str:
@@ -74,7 +92,8 @@ def timings_table(titles: dict[str, str], times: dict[str, dict[str, str]]) -> s
 def substitutions(root: Path = ROOT) -> dict[str, str]:
     """The MyST substitutions the book uses for run times."""
     times, titles = measured_times(root / "results"), chapter_titles(root / "book")
-    subs = {f"run_time_{n}": run_time_sentence(n, times) for n in titles}
+    cold = cold_start_times(root / "results")
+    subs = {f"run_time_{n}": run_time_sentence(n, times, cold) for n in titles}
     subs["timings_table"] = timings_table(titles, times)
     return subs
 
