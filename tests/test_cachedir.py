@@ -43,6 +43,28 @@ def test_clear_stale_keeps_what_is_in_use(tmp_path):
     assert list(cache_table(tmp_path)["kind"]) == ["cohorts"]
 
 
+def test_a_cohort_an_older_generator_made_is_stale_and_so_are_its_features(tmp_path):
+    from slicemri_lite.data.synthetic._generator import GENERATOR_VERSION
+
+    for version in (GENERATOR_VERSION - 1, GENERATOR_VERSION):
+        cohort = tmp_path / "cohorts" / f"synthetic-n2-v{version}"
+        cohort.mkdir(parents=True)
+        meta = {"source": "synthetic", "generator": {"version": version}}
+        (cohort / "meta.json").write_text(json.dumps(meta))
+        features = tmp_path / "features" / cohort.name / "lite0"
+        features.mkdir(parents=True)
+        (features / "meta.json").write_text(json.dumps({"version": FEATURES_VERSION}))
+    (tmp_path / "cohorts" / "mine").mkdir()  # a reader's own cohort: never judged stale
+    (tmp_path / "cohorts" / "mine" / "meta.json").write_text(json.dumps({"source": "nifti"}))
+    old, new = f"synthetic-n2-v{GENERATOR_VERSION - 1}", f"synthetic-n2-v{GENERATOR_VERSION}"
+    stale = cache_table(tmp_path).set_index("name")["stale"].to_dict()
+    assert stale == {"mine": False, old: True, new: False,
+                     f"{old}/lite0": True, f"{new}/lite0": False}  # fmt: skip
+    removed = clear_cache("all", stale_only=True, data_dir=tmp_path)
+    assert sorted(removed) == [f"cohorts/{old}", f"features/{old}/lite0"]
+    assert (tmp_path / "cohorts" / new).is_dir() and (tmp_path / "cohorts" / "mine").is_dir()
+
+
 def test_the_command_line_lists_the_data_directory(tmp_path, monkeypatch, capsys):
     fake_cache(tmp_path)
     monkeypatch.setenv("SLICEMRI_DATA", str(tmp_path))

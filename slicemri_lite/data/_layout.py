@@ -8,7 +8,8 @@
 Caches invalidate themselves: a new synthetic generator version builds a cohort under a
 new name, and features are keyed by the cohort's checksum, the encoder spec and
 ``FEATURES_VERSION``, so stale folders are never read, only left behind. ``clear`` removes
-them (``--stale``: only features whose cohort is gone or whose version is old)::
+them (``--stale``: only synthetic cohorts an older generator version made, and features
+whose cohort is gone or stale, or whose version is old)::
 
     python -m slicemri_lite.data list
     python -m slicemri_lite.data clear --stale
@@ -39,20 +40,35 @@ def _size_mb(folder: Path) -> float:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 1e6
 
 
+def _cohort_is_stale(folder: Path) -> bool:
+    """A synthetic cohort that an older generator version made (nothing opens it again)."""
+    from slicemri_lite.data.synthetic._generator import GENERATOR_VERSION
+
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return False  # not a cohort this library wrote whole: left for the reader to judge
+    version = (
+        meta.get("generator", {}).get("version") if meta.get("source") == "synthetic" else None
+    )
+    return version is not None and version != GENERATOR_VERSION
+
+
 def _is_stale(folder: Path, root: Path) -> bool:
-    """A feature folder whose cohort is gone, or that an older library version wrote."""
+    """A feature folder whose cohort is gone or stale, or that an older library version wrote."""
     cohort = root / "cohorts" / folder.parent.name
     try:
         version = json.loads((folder / "meta.json").read_text()).get("version")
     except (OSError, json.JSONDecodeError):
         return True
-    return not cohort.is_dir() or version != FEATURES_VERSION
+    return not cohort.is_dir() or _cohort_is_stale(cohort) or version != FEATURES_VERSION
 
 
 def cache_table(data_dir: str | os.PathLike | None = None) -> pd.DataFrame:
-    """One row per cached cohort or feature folder: ``kind``, ``name``, ``mb``, ``stale``."""
+    """One row per cached cohort or feature folder: ``kind``, ``name``, ``mb``, ``stale``
+    (never read again: see the module docstring)."""
     root = default_data_dir(data_dir)
-    rows = [{"kind": "cohorts", "name": f.name, "mb": _size_mb(f), "stale": False}
+    rows = [{"kind": "cohorts", "name": f.name, "mb": _size_mb(f), "stale": _cohort_is_stale(f)}
             for f in sorted((root / "cohorts").glob("*")) if f.is_dir()]  # fmt: skip
     for folder in sorted((root / "features").glob("*/*")):
         if folder.is_dir():
@@ -67,7 +83,8 @@ def clear_cache(
 ) -> list[str]:
     """Delete cached folders of ``kind`` ("cohorts", "features" or "all"); returns their names.
 
-    ``stale_only`` deletes only feature folders that nothing reads any more.
+    ``stale_only`` deletes only the folders that nothing reads any more (``cache_table``'s
+    ``stale``).
     """
     check_choice("kind", kind, KINDS)
     root = default_data_dir(data_dir)
