@@ -33,3 +33,15 @@ def test_trim_heap_gives_freed_heap_memory_back():
     released = held - _rss_bytes()
     assert released > 50 * 2**20, f"trim_heap released {released / 2**20:.1f} MiB of ~100 MiB"
     assert len(pin) == 4000
+
+
+def test_a_scratch_folder_is_emptied_on_every_call(tmp_path, monkeypatch):
+    monkeypatch.setenv("SLICEMRI_DATA", str(tmp_path))
+    first = env.scratch_dir("chapter01")
+    assert first == tmp_path / "scratch" / "chapter01" and list(first.iterdir()) == []
+    (first / "template.nii.gz").write_bytes(b"x")
+    again = env.scratch_dir("chapter01")  # a second run replaces, never accumulates
+    assert again == first and list(again.iterdir()) == []
+    for bad in ("", "..", "a/b"):
+        with pytest.raises(ValueError, match="plain folder name"):
+            env.scratch_dir(bad)

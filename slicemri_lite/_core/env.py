@@ -13,6 +13,7 @@ __all__ = [
     "default_device",
     "package_versions",
     "resolve_device",
+    "scratch_dir",
     "trim_heap",
 ]
 
@@ -29,6 +30,23 @@ def data_dir(path: str | os.PathLike | None = None) -> Path:
     path = Path(path).expanduser()
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def scratch_dir(name: str) -> Path:
+    """An empty folder ``<data dir>/scratch/<name>`` for files a notebook writes to show
+    something (a NIfTI to reopen, a small prepared cohort).
+
+    It is emptied on every call, so running a chapter again replaces its files instead of
+    leaving one more temporary folder behind each time.
+    """
+    import shutil
+
+    if not name or Path(name).name != name or name in (".", ".."):
+        raise ValueError(f"'name' must be a plain folder name; {name!r} was provided.")
+    folder = data_dir() / "scratch" / name
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder
 
 
 def trim_heap() -> bool:

@@ -14,6 +14,7 @@ from slicemri_lite._core.atomic import (
 )
 from slicemri_lite._core.env import (
     data_dir,
+    scratch_dir,
 )
 from slicemri_lite._core.geometry import (
     AXES,
@@ -108,6 +109,7 @@ __all__ = [
     "oasis_folder",
     "oasis_table",
     "open_cohort",
+    "scratch_dir",
     "orientation_codes",
     "prepare_image",
     "prepare_nifti",
