@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import re
 
-import pandas as pd
 import pytest
-from notebook_tools import ROOT, glued_float, glued_text
+from notebook_tools import glued_float, glued_text
 
 from slicemri_lite.experiments import grid_runs
 
@@ -69,24 +68,12 @@ def test_gain_and_attention_ranges_are_what_the_models_hold(nb):
     assert 0 < low <= glued_float(nb, "uniform_weight") <= high < 1
 
 
-def test_the_kept_small_cnn_verdicts_follow_from_their_intervals(nb):
-    kept = ROOT / "results" / "ablation_small_cnn_cpu" / "results.csv"
-    if not kept.exists():
-        assert glued_text(nb, "kept_small_text").startswith("no run of the paper's small CNN")
-        return
-    runs = pd.read_csv(kept).query("status == 'ok'")
-    axes = {a for a, pair in runs.groupby("axis") if {"learned", "none"} <= set(pair["position"])}
+def test_the_kept_small_cnn_is_read_only_on_the_cohort_it_ran_on(nb):
+    # at smoke the page's cohort is not the kept runs' (the cpu book cohort): the page
+    # draws nothing from them, and says so; at cpu the chapter's guards check the text
     for axis in ("sagittal", "coronal", "axial"):
         sentence = glued_text(nb, f"kept_small_{axis}")
-        if axis not in axes:
-            assert sentence == "no kept run of the small CNN on this axis."
-            continue
-        if sentence.startswith("no verdict: the small CNN did not learn"):
-            continue  # a model that did not learn gets no verdict
-        found = re.search(r"95% CI ([+-][0-9.]+) to ([+-][0-9.]+)", sentence)
-        low, high = float(found[1]), float(found[2])
-        assert ("within noise" in sentence) == (low <= 0 <= high), sentence
+        assert sentence == "no kept run of the small CNN on this page's cohort."
     said = glued_text(nb, "kept_small_text")
-    assert re.match(r"of its \d+ kept runs, \d+ did not learn: on \d of the 3 axes the "
-                    r"comparison gets no verdict\.", said)  # fmt: skip
-    assert glued_text(nb, "kept_flat_text").endswith(".")
+    assert said == "no run of the paper's small CNN is kept for this page's cohort."
+    assert glued_float(nb, "n_small_code_learned") == 0
