@@ -497,7 +497,7 @@ def test_a_run_reads_the_features_of_its_own_draw(monkeypatch):
     cohort = planted_cohort(n=12)
     seen = []
 
-    def fake_features(cohort_, spec, device=None):
+    def fake_features(cohort_, spec, device=None, progress=False):
         seen.append(spec.seed)
         n, shape = len(cohort_), cohort_.shape
         return SliceFeatures(np.zeros((n, shape[0], 4), np.float32), spec, None)
