@@ -226,7 +226,7 @@ def encode_volumes(
     encoder_was_training = net.encoder.training
     net.encoder.to(device).eval()
     rows = np.arange(len(volumes)) if rows is None else np.asarray(rows, dtype=int)
-    chunks = []
+    out = None  # filled in place: no list of chunks to concatenate (twice the memory)
     bar = tqdm(total=len(rows), desc=description, unit="volume", disable=not progress)
     for start in range(0, len(rows), batch_size):
         batch = read_rows(volumes, rows[start : start + batch_size]).astype(np.float32)
@@ -234,12 +234,14 @@ def encode_volumes(
         with autocast(device):
             slices = net.to_slices(x)  # (B*S, 1, H, W)
             parts = [net.encoder(part).float() for part in slices.split(slice_batch)]
-        features = torch.cat(parts).reshape(len(x), net.n_slices, -1)
-        chunks.append(features.cpu().numpy())
+        features = torch.cat(parts).reshape(len(x), net.n_slices, -1).cpu().numpy()
+        if out is None:
+            out = np.empty((len(rows), *features.shape[1:]), np.float32)
+        out[start : start + len(x)] = features
         bar.update(len(x))
     bar.close()
     net.encoder.train(encoder_was_training)
-    return np.concatenate(chunks)
+    return out
 
 
 def _cohort_fingerprint(cohort: Cohort) -> str:
@@ -352,8 +354,10 @@ def slice_features(
             description=f"encoding {spec.name} (once; cached)",
         )
         trim_heap()  # the encoder's freed activations: about 0.15 GB at 2 mm otherwise
-        if folder is not None:
+        if folder is not None:  # kept memory-mapped from disk, not in RAM (Binder: 2 GB)
             _write_disk(folder, key, values, spec)
+            values = _read_disk(folder, key)
+            trim_heap()
     features = SliceFeatures(values, spec, net.encoder.cpu(), key)
     _remember(key, features)
     return features
