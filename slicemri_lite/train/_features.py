@@ -355,8 +355,8 @@ def slice_features(
         )
         trim_heap()  # the encoder's freed activations: about 0.15 GB at 2 mm otherwise
         if folder is not None:  # kept memory-mapped from disk, not in RAM (Binder: 2 GB)
-            _write_disk(folder, key, values, spec)
-            values = _read_disk(folder, key)
+            _write_disk(folder, key, values, spec)  # checksummed there: not read again
+            values = np.load(folder / "features.npy", mmap_mode="r", allow_pickle=False)
             trim_heap()
     features = SliceFeatures(values, spec, net.encoder.cpu(), key)
     _remember(key, features)
