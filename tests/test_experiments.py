@@ -12,7 +12,13 @@ from data_fixtures import planted_cohort
 from scipy import stats
 
 from slicemri_lite.data import Cohort
-from slicemri_lite.experiments import TRAINING_LENGTH, get_profile, kept_runs, load_run
+from slicemri_lite.experiments import (
+    TRAINING_LENGTH,
+    describe_skipped,
+    get_profile,
+    kept_runs,
+    load_run,
+)
 from slicemri_lite.experiments import _cli as cli
 from slicemri_lite.experiments import _compare as compare
 from slicemri_lite.experiments import _grids as grids
@@ -509,3 +515,23 @@ def test_a_run_reads_the_features_of_its_own_draw(monkeypatch):
     experiment._features(runs.RunSpec(config, 8, 1, draw=1), rows)
     experiment._features(runs.RunSpec(config, 8, 2), rows)
     assert seen == [1, 5]  # its own draw; else the experiment's data seed
+
+
+def test_summarize_blanks_slice_options_on_models_without_slices():
+    results = fake_results(diff=0.0, noise=1.0)
+    mean_rows = results.iloc[:2].assign(model="mean", encoder="-", init="-", mode="-")
+    summary = compare.summarize(pd.concat([results, mean_rows]))
+    baseline = summary[summary["model"] == "mean"]
+    assert len(baseline) >= 1 and (baseline[["axis", "position"]] == "-").all().all()
+    assert (summary.loc[summary["model"] == "sliceset", "axis"] != "-").all()
+
+
+def test_describe_skipped_names_each_missing_configuration_and_what_to_do():
+    results = fake_results(diff=0.0, noise=1.0)
+    assert describe_skipped(results) == "Every planned configuration ran."
+    skipped = results.iloc[:1].assign(
+        encoder="resnet18", mae=np.nan, status="skipped: weights unavailable offline"
+    )
+    text = describe_skipped(pd.concat([results, skipped]))
+    assert text.startswith("1 planned configuration did not run and is missing")
+    assert "resnet18 imagenet finetune" in text and "download once" in text

@@ -90,6 +90,8 @@ def test_the_sentence_names_each_run_that_did_not_learn_and_why():
 def test_verdicts_are_given_only_where_both_sides_learned():
     table, sentences = verdicts(age_predictions(), "ridge", ["conv3d", "mean"])
     assert list(table["b"]) == ["conv3d", "mean"] and list(table["both_learned"]) == [False, True]
+    assert table["verdict"].iloc[0] == "no verdict: conv3d did not learn"
+    assert table["verdict"].iloc[1] in {"ridge better", "within noise"}
     assert sentences[0].startswith("ridge against conv3d, 50 training subjects: no verdict, ")
     assert "conv3d did not learn (flat: its predictions spread 0.10" in sentences[0]
     assert sentences[1].startswith("With 50 training subjects, ridge minus mean is -")

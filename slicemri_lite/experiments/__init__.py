@@ -83,6 +83,7 @@ from slicemri_lite.experiments._tables import (
     CONFIG_KEYS,
     describe_difference,
     describe_flat_runs,
+    describe_skipped,
     flat_runs,
     run_labels,
 )
@@ -139,6 +140,7 @@ __all__ = [
     "describe_difference",
     "describe_flat_runs",
     "describe_runs",
+    "describe_skipped",
     "flat_runs",
     "as_profile",
     "get_profile",

@@ -80,7 +80,21 @@ def summarize(results: pd.DataFrame, metric: str = "mae") -> pd.DataFrame:
             }
         )
     columns = ["label", *keys, *extra, "train_size", "n_seeds", metric, "ci_low", "ci_high"]
-    return pd.DataFrame(rows, columns=columns)
+    return _blank_slice_keys(pd.DataFrame(rows, columns=columns))
+
+
+SLICE_KEYS = ("axis", "position", "norm", "aggregation")  # mean nothing without slices
+
+
+def _blank_slice_keys(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with the slice keys shown as ``-`` on rows of models without slices (the mean,
+    the ridge, the 3D CNN), whose runs record the grid's defaults there."""
+    if "model" not in table.columns:
+        return table
+    other = ~table["model"].isin(["sliceset", "probe"])
+    for key in (k for k in SLICE_KEYS if k in table.columns):
+        table.loc[other, key] = "-"
+    return table
 
 
 def _select(results: pd.DataFrame, label: str) -> pd.DataFrame:

@@ -153,7 +153,9 @@ def verdicts(
 
     Returns:
         The paired-bootstrap table (one row per other label and training size, with a
-        ``both_learned`` column) and one sentence per other label, at its largest size.
+        ``both_learned`` column; where it is False the ``verdict`` cell says which side
+        did not learn instead of naming a winner) and one sentence per other label, at
+        its largest size.
     """
     check = learning_check(predictions, metric, seed=seed)
     learned = {(r.label, r.train_size): (r.learned, r.reason) for r in check.itertuples()}
@@ -167,6 +169,9 @@ def verdicts(
         ok = [all(learned.get((x, size), (x == baseline, ""))[0] for x in (a, b))
               for size in table["train_size"]]  # fmt: skip
         table = table.assign(both_learned=ok)
+        cells = zip(table["verdict"], ok, table["train_size"], strict=True)
+        table["verdict"] = [v if good else _no_verdict((a, b), size, learned)
+                            for v, good, size in cells]  # fmt: skip
         rows.append(table)
         last = table.iloc[-1]
         if last["both_learned"]:
@@ -177,6 +182,12 @@ def verdicts(
                         if (x, size) in learned and not learned[(x, size)][0])  # fmt: skip
         sentences.append(f"{a} against {b}, {size} training subjects: no verdict, {why}.")
     return (pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()), sentences
+
+
+def _no_verdict(labels, size, learned: dict) -> str:
+    """The verdict cell of a comparison where a side did not learn: which side."""
+    failed = [x for x in labels if (x, size) in learned and not learned[(x, size)][0]]
+    return f"no verdict: {' and '.join(failed) or 'a baseline'} did not learn"
 
 
 def _label_seed(key) -> tuple[str, int]:

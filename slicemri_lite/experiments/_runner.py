@@ -216,7 +216,7 @@ class Experiment:
             row, _ = self._run_one(spec)
             if self.progress and distributed.is_main_process():
                 print(
-                    f"[{i}/{len(specs)}] {spec.config.label:<36} n={spec.train_size:<4} "
+                    f"[{i}/{len(specs)}] {spec.config.label:<36} n={row['train_size']:<4} "
                     f"seed={spec.seed}  {metric}={row[metric]:.2f}  {row['status']}  "
                     f"({row['seconds']:.1f}s)",
                     flush=True,

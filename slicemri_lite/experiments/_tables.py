@@ -86,3 +86,28 @@ def describe_flat_runs(flat: pd.DataFrame, what: str = "run", sizes: bool = True
     parts = [f"{r.label} with {r.train_size} subjects ({r.n_flat} of {r.n_runs} runs)" if sizes
              else f"{r.label} ({r.n_flat} of {r.n_runs})" for r in flat.itertuples()]  # fmt: skip
     return f"These {what}s predict nearly one age for everyone: {'; '.join(parts)}."
+
+
+_STATUS_HINTS = {  # what a reader can do about a run that did not run
+    "skipped: weights unavailable offline": (
+        "their ImageNet weights could not be loaded without the internet; where it is "
+        "reachable they download once into torch's cache and these runs go ahead"
+    ),
+}
+
+
+def describe_skipped(results: pd.DataFrame) -> str:
+    """One sentence per reason naming the configurations of a results table that did not
+    run (status other than ``ok``), or a sentence saying that every one ran."""
+    missing = results[results["status"] != "ok"]
+    if missing.empty:
+        return "Every planned configuration ran."
+    sentences = []
+    for status, rows in missing.groupby("status", sort=False):
+        labels = sorted(set(run_labels(rows)))
+        why = _STATUS_HINTS.get(status, status)
+        plural = "s" if len(labels) > 1 else ""
+        sentences.append(f"{len(labels)} planned configuration{plural} did not run and "
+                         f"{'are' if plural else 'is'} missing from the tables ({why}): "
+                         f"{', '.join(labels)}.")  # fmt: skip
+    return " ".join(sentences)
