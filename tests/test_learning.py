@@ -7,7 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from slicemri_lite.experiments import describe_learning, learned_labels, learning_check, verdicts
+from slicemri_lite.experiments import (
+    describe_learning,
+    learned_labels,
+    learning_check,
+    spread_ratios,
+    verdicts,
+)
 
 N, SEEDS = 120, (0, 1, 2)
 
@@ -91,9 +97,19 @@ def test_verdicts_are_given_only_where_both_sides_learned():
     table, sentences = verdicts(age_predictions(), "ridge", ["conv3d", "mean"])
     assert list(table["b"]) == ["conv3d", "mean"] and list(table["both_learned"]) == [False, True]
     assert table["verdict"].iloc[0] == "no verdict: conv3d did not learn"
-    assert table["verdict"].iloc[1] in {"ridge better", "within noise"}
+    assert table["verdict"].iloc[1] == "ridge better"  # both learned: the bootstrap's verdict
     assert sentences[0].startswith("ridge against conv3d, 50 training subjects: no verdict, ")
     assert "conv3d did not learn (flat: its predictions spread 0.10" in sentences[0]
     assert sentences[1].startswith("With 50 training subjects, ridge minus mean is -")
     _, missing = verdicts(age_predictions(), "ridge", ["probe"])
     assert missing == ["probe was not run with the same seeds and sizes as ridge."]
+
+
+def test_spread_ratios_give_each_seed_the_spread_the_flat_check_reads():
+    predictions = age_predictions()
+    conv3d = predictions[predictions["model"] == "conv3d"]
+    ratios = spread_ratios(conv3d)
+    assert list(ratios.index) == sorted(conv3d["seed"].unique())
+    check = learning_check(predictions).set_index("label")
+    assert ratios.min() == pytest.approx(check.loc["conv3d", "spread_ratio"])
+    assert ratios.min() == pytest.approx(0.10, abs=0.01)  # built flat

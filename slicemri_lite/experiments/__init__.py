@@ -42,6 +42,7 @@ from slicemri_lite.experiments._learning import (
     learned_labels,
     learning_check,
     predictions_from_scores,
+    spread_ratios,
     verdicts,
 )
 from slicemri_lite.experiments._load import KeptRun, kept_runs, load_run
@@ -107,6 +108,7 @@ __all__ = [
     "difference_of_differences",
     "describe_learning",
     "learned_labels",
+    "spread_ratios",
     "learning_check",
     "verdicts",
     "AD_COHORT",

@@ -32,6 +32,7 @@ __all__ = [
     "describe_learning",
     "learning_check",
     "learned_labels",
+    "spread_ratios",
     "verdicts",
 ]
 
@@ -41,10 +42,16 @@ COLUMNS = ["label", "train_size", "n_seeds", "spread_ratio", "baseline", "differ
            "ci_low", "ci_high", "learned", "reason"]  # fmt: skip
 
 
-def _spread_ratio(rows: pd.DataFrame) -> float:
-    """The smallest, over seeds, of (predictions' SD) / (true ages' SD) on the test rows."""
+def spread_ratios(rows: pd.DataFrame) -> pd.Series:
+    """Per seed, (predictions' SD) / (true ages' SD) on a predictions table's test rows
+    (one configuration and size): the flat check's measure, indexed by ``seed``."""
     spreads = rows.groupby("seed").agg(predicted=("predicted", "std"), age=("age", "std"))
-    return float((spreads["predicted"] / spreads["age"]).min())
+    return spreads["predicted"] / spreads["age"]
+
+
+def _spread_ratio(rows: pd.DataFrame) -> float:
+    """The smallest, over seeds, of ``spread_ratios``: the seed the flat check reads."""
+    return float(spread_ratios(rows).min())
 
 
 def _reason(spread: float, row: pd.Series | None, metric: str, flat_ratio: float) -> str:
@@ -178,16 +185,22 @@ def verdicts(
             sentences.append(describe_difference(last, metric))
             continue
         size = last["train_size"]
-        why = "; ".join(f"{x} did not learn ({learned[(x, size)][1]})" for x in (a, b)
-                        if (x, size) in learned and not learned[(x, size)][0])  # fmt: skip
+        why = "; ".join(f"{x} did not learn ({learned[(x, size)][1]})"
+                        for x in _failed((a, b), size, learned))  # fmt: skip
         sentences.append(f"{a} against {b}, {size} training subjects: no verdict, {why}.")
     return (pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()), sentences
 
 
 def _no_verdict(labels, size, learned: dict) -> str:
     """The verdict cell of a comparison where a side did not learn: which side."""
-    failed = [x for x in labels if (x, size) in learned and not learned[(x, size)][0]]
-    return f"no verdict: {' and '.join(failed) or 'a baseline'} did not learn"
+    return (
+        f"no verdict: {' and '.join(_failed(labels, size, learned)) or 'a baseline'} did not learn"
+    )
+
+
+def _failed(labels, size, learned: dict) -> list[str]:
+    """The ``labels`` that ``learning_check`` found did not learn at ``size``."""
+    return [x for x in labels if (x, size) in learned and not learned[(x, size)][0]]
 
 
 def _label_seed(key) -> tuple[str, int]:
